@@ -1,0 +1,577 @@
+"""Settings (environment / ``.env``) and the typed backup plan.
+
+Two kinds of input live here:
+
+* :class:`Settings` says *where* and *as whom*: cloud, region, credentials, endpoint override, ledger URL.
+  It comes from ``VBS_BACKUP_*`` environment variables or a ``.env`` file and holds the secrets, which never
+  appear in its ``repr``/``str`` (``SecretStr``, and the ledger URL is shown with its password hidden).
+* :class:`BackupPlan` says *what*: which servers, which disks, retention, deadlines. It is a pydantic model
+  with a title and a description on every field, because Prefect renders it as the run form in its UI.
+  :func:`load_plan` reads one from YAML and turns every problem into one :class:`PlanError` that lists each
+  bad field as ``field.path: problem``.
+
+This module is Prefect-free and touches neither the network nor the disk at import time.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import platformdirs
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vbs_backup.retention import RetentionRules
+
+__all__ = [
+    "BACKUP_NAME_MAX_LENGTH",
+    "BackupPlan",
+    "CloudName",
+    "ConfigError",
+    "PlanError",
+    "ServerSelection",
+    "Settings",
+    "default_database_url",
+    "load_plan",
+    "redact_url",
+    "validate_plan",
+]
+
+ENV_PREFIX = "VBS_BACKUP_"
+
+# VBS limits for a backup name (reference/vbs-api.md §3.1): 1-64 chars of letters, digits, "_" and "-",
+# and never starting with "auto", which the service reserves for policy backups (VolumeBackup.0005).
+BACKUP_NAME_MAX_LENGTH = 64
+_RESERVED_NAME_PREFIX = "auto"
+_NAME_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
+_NOT_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
+# Tag keys and values (reference/vbs-api.md §3.1): none of these, nor ASCII control characters.
+_TAG_FORBIDDEN = set("=*<>\\,|/") | {chr(c) for c in range(32)}
+_PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
+_REGION = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+# Retention when a plan names none: RetentionRules itself refuses to keep nothing, and a plan without
+# retention would grow (and bill) for ever.
+DEFAULT_KEEP_DAILY = 7
+DEFAULT_KEEP_WEEKLY = 4
+# A device basename longer than this is cut, so that the server part of a name always keeps some room.
+_DEVICE_MAX_LENGTH = 16
+
+
+class ConfigError(ValueError):
+    """The settings are incomplete or inconsistent (for example, no complete set of credentials)."""
+
+
+class PlanError(ValueError):
+    """A backup plan is malformed. The message names the source and lists each problem as ``path: problem``."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"Invalid backup plan {source}:\n{lines}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------------------
+
+
+class CloudName(StrEnum):
+    """Clouds that run the Volume Backup Service API."""
+
+    huaweicloud = "huaweicloud"
+    flexibleengine = "flexibleengine"
+    otc = "otc"
+
+
+def default_database_url() -> str:
+    """SQLite file ``ledger.sqlite`` in the user data directory; computed here, created by ``make_engine``."""
+    path = Path(platformdirs.user_data_dir("vbs-backup")) / "ledger.sqlite"
+    return f"sqlite:///{path}"
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with the password of its user info replaced by ``***``.
+
+    It errs on the side of hiding too much: when the URL is ambiguous (an ``@`` in the path or query), more
+    than the password may be hidden, never less.
+    """
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*://)(.*)$", url, re.DOTALL)
+    if not m:
+        return url
+    scheme, rest = m.group(1), m.group(2)
+    if rest.startswith("/"):  # no authority part, e.g. sqlite:////abs/path
+        return url
+    at = rest.rfind("@")
+    if at < 0:
+        return url
+    userinfo = rest[:at]
+    if ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{user}:***@{rest[at + 1 :]}"
+
+
+_HTTP_URL = TypeAdapter(HttpUrl)
+
+
+class Settings(BaseSettings):
+    """Where to connect and as whom. Read from ``VBS_BACKUP_*`` environment variables and ``.env``.
+
+    Credentials are either AK/SK (``VBS_BACKUP_AK`` + ``VBS_BACKUP_SK``) or an IAM user
+    (``VBS_BACKUP_USERNAME`` + ``VBS_BACKUP_PASSWORD`` + ``VBS_BACKUP_DOMAIN``); see :meth:`credentials_mode`.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # Validation errors would otherwise echo the rejected input, which may be a secret or a URL
+        # with a password in it. The field name is still in the message.
+        hide_input_in_errors=True,
+        validate_default=True,
+    )
+
+    cloud: CloudName = Field(
+        default=CloudName.huaweicloud,
+        title="Cloud",
+        description="Which cloud runs the API: huaweicloud, flexibleengine or otc.",
+    )
+    region: str = Field(default="eu-west-0", title="Region", description="Region name, e.g. eu-west-0.")
+    project_id: str | None = Field(
+        default=None,
+        title="Project id",
+        description="32 lowercase hex characters. Optional: derived from the region when absent.",
+    )
+    ak: str | None = Field(default=None, title="Access key (AK)", description="AK of an AK/SK pair.")
+    sk: SecretStr | None = Field(default=None, title="Secret key (SK)", description="SK of an AK/SK pair.")
+    username: str | None = Field(default=None, title="IAM user name", description="For token auth.")
+    password: SecretStr | None = Field(default=None, title="IAM password", description="For token auth.")
+    domain: str | None = Field(default=None, title="IAM domain (account) name", description="For token auth.")
+    endpoint: str | None = Field(
+        default=None,
+        title="Endpoint override",
+        description="One http(s) URL used for every service instead of the cloud's own hosts, "
+        "e.g. the local emulator. Trailing slashes are removed.",
+    )
+    database_url: str = Field(
+        default_factory=default_database_url,
+        title="Ledger database URL",
+        description="SQLAlchemy URL of the ledger: sqlite:///path or postgresql://user:pass@host/db. "
+        "Default: ledger.sqlite in the user data directory.",
+    )
+    request_timeout: float = Field(
+        default=30.0, gt=0, title="Request timeout", description="Seconds per HTTP request."
+    )
+    max_requests_per_second: float = Field(
+        default=10.0,
+        gt=0,
+        title="API rate limit",
+        description="Requests per second that the client allows itself against the cloud API.",
+    )
+
+    @field_validator("project_id", "ak", "sk", "username", "password", "domain", "endpoint", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `VBS_BACKUP_AK=` in a .env file means "not set", not "the empty key".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("cloud", mode="before")
+    @classmethod
+    def _cloud_lowercase(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("region")
+    @classmethod
+    def _check_region(cls, value: str) -> str:
+        if not _REGION.match(value):
+            raise ValueError("must look like eu-west-0 (lowercase letters, digits and dashes)")
+        return value
+
+    @field_validator("project_id")
+    @classmethod
+    def _check_project_id(cls, value: str | None) -> str | None:
+        if value is not None and not _PROJECT_ID.match(value):
+            raise ValueError("must be 32 lowercase hexadecimal characters")
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            _HTTP_URL.validate_python(value)
+        except ValidationError:
+            raise ValueError("must be an http:// or https:// URL") from None
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        value = value.strip()
+        if not re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", value):
+            raise ValueError("must be a database URL such as sqlite:///path or postgresql://host/db")
+        return value
+
+    def credentials_mode(self) -> Literal["aksk", "token"]:
+        """``"aksk"`` when AK and SK are set, else ``"token"`` when user, password and domain are set.
+
+        AK/SK wins when both sets are complete. Raises :class:`ConfigError` naming the missing variables
+        (never their values) when neither set is complete.
+        """
+        if self.ak and self.sk:
+            return "aksk"
+        if self.username and self.password and self.domain:
+            return "token"
+        missing_aksk = [f"{ENV_PREFIX}{n.upper()}" for n in ("ak", "sk") if not getattr(self, n)]
+        missing_token = [
+            f"{ENV_PREFIX}{n.upper()}" for n in ("username", "password", "domain") if not getattr(self, n)
+        ]
+        raise ConfigError(
+            "No complete cloud credentials. Set either "
+            f"{ENV_PREFIX}AK and {ENV_PREFIX}SK (missing: {', '.join(missing_aksk)}), or "
+            f"{ENV_PREFIX}USERNAME, {ENV_PREFIX}PASSWORD and {ENV_PREFIX}DOMAIN "
+            f"(missing: {', '.join(missing_token)})."
+        )
+
+    def database_url_redacted(self) -> str:
+        """The ledger URL with its password hidden, safe for logs and messages."""
+        return redact_url(self.database_url)
+
+    def __repr_args__(self) -> Any:
+        # The ledger URL may carry a password: show it redacted, like the SecretStr fields.
+        for name, value in super().__repr_args__():
+            yield name, (redact_url(value) if name == "database_url" and isinstance(value, str) else value)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Backup plan
+# --------------------------------------------------------------------------------------------------------
+
+
+def _check_uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a UUID (expected e.g. 3f1c2b7e-...-...)") from None
+
+
+def _check_pattern(value: str) -> str:
+    if not value.strip():
+        raise ValueError("a name pattern must not be empty")
+    return value
+
+
+def _check_tag_text(value: str, *, what: str, min_len: int, max_len: int) -> str:
+    if not min_len <= len(value) <= max_len:
+        raise ValueError(f"{what} must be {min_len}-{max_len} characters, got {len(value)}")
+    bad = sorted({c for c in value if c in _TAG_FORBIDDEN})
+    if bad:
+        shown = " ".join(repr(c) for c in bad)
+        raise ValueError(f"{what} must not contain {shown} (forbidden: = * < > \\ , | / and control characters)")
+    return value
+
+
+def _check_tag_key(value: str) -> str:
+    return _check_tag_text(value, what="tag key", min_len=1, max_len=36)
+
+
+def _check_tag_value(value: str) -> str:
+    return _check_tag_text(value, what="tag value", min_len=0, max_len=43)
+
+
+ServerId = Annotated[str, AfterValidator(_check_uuid)]
+NamePattern = Annotated[str, AfterValidator(_check_pattern)]
+
+
+class ServerSelection(BaseModel):
+    """Which ECS servers to back up.
+
+    A server is selected when its id is in ``ids``, OR its name matches one of ``name_patterns``, OR it
+    carries every tag of ``tags`` (when ``tags`` is not empty). Exclusions then win over everything.
+    Name patterns are shell globs (``web-*``, ``db-?``), matched case-sensitively.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ids: list[ServerId] = Field(
+        default_factory=list, title="Server ids", description="ECS server ids (UUIDs) to back up."
+    )
+    name_patterns: list[NamePattern] = Field(
+        default_factory=list,
+        title="Server name patterns",
+        description="Shell-style globs on the server name, e.g. web-* (case-sensitive).",
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        title="Server tags",
+        description="Select servers that carry all of these tags (key: value).",
+    )
+    exclude_ids: list[ServerId] = Field(
+        default_factory=list, title="Excluded server ids", description="Never back up these servers (UUIDs)."
+    )
+    exclude_name_patterns: list[NamePattern] = Field(
+        default_factory=list,
+        title="Excluded name patterns",
+        description="Never back up servers whose name matches one of these globs.",
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _check_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not key.strip():
+                raise ValueError("tag keys must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _something_selected(self) -> ServerSelection:
+        if not (self.ids or self.name_patterns or self.tags):
+            raise ValueError("select servers with at least one of ids, name_patterns or tags (all are empty)")
+        return self
+
+    def matches(self, *, server_id: str, name: str, tags: Mapping[str, str] | None = None) -> bool:
+        """True if the server with this id, name and tags is selected and not excluded."""
+        tags = tags or {}
+        server_id = server_id.lower()
+        if server_id in self.exclude_ids or any(
+            fnmatch.fnmatchcase(name, p) for p in self.exclude_name_patterns
+        ):
+            return False
+        return (
+            server_id in self.ids
+            or any(fnmatch.fnmatchcase(name, p) for p in self.name_patterns)
+            or (bool(self.tags) and all(tags.get(k) == v for k, v in self.tags.items()))
+        )
+
+
+class BackupPlan(BaseModel):
+    """What to back up, how, and how long to keep it. Rendered by Prefect as the run form."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(
+        default="nightly",
+        min_length=1,
+        max_length=32,
+        title="Plan name",
+        description="Short name of this plan (letters, digits, - and _), recorded with every run.",
+    )
+    selection: ServerSelection = Field(
+        title="Servers", description="Which servers to back up; each of their EVS disks is backed up."
+    )
+    include_system_disk: bool = Field(
+        default=True, title="Include system disk", description="Also back up each server's system disk."
+    )
+    name_prefix: str = Field(
+        default="vbsb",
+        min_length=1,
+        max_length=20,
+        title="Backup name prefix",
+        description="Start of every backup name (letters, digits, - and _; must not start with 'auto', "
+        "which VBS reserves). Only backups with this prefix, our tag and a ledger row are ever deleted.",
+    )
+    tag_key: str = Field(
+        default="managed-by",
+        min_length=1,
+        max_length=36,
+        title="Ownership tag key",
+        description="Tag key put on every backup we create (1-36 chars).",
+    )
+    tag_value: str = Field(
+        default="vbs-backup",
+        max_length=43,
+        title="Ownership tag value",
+        description="Tag value put on every backup we create (0-43 chars).",
+    )
+    disk_deadline_minutes: int = Field(
+        default=60,
+        ge=1,
+        le=1440,
+        title="Per-disk deadline (minutes)",
+        description="A disk whose backup job has not finished by then is recorded as timed out.",
+    )
+    max_concurrent_servers: int = Field(
+        default=8, ge=1, le=64, title="Servers in parallel", description="Servers processed at the same time."
+    )
+    max_concurrent_jobs: int = Field(
+        default=32,
+        ge=1,
+        le=1000,
+        title="Backup jobs in flight",
+        description="Backup create requests (jobs) in flight at the same time, across all servers.",
+    )
+    full_backup_every_days: int | None = Field(
+        default=None,
+        ge=1,
+        title="Force a full backup every N days",
+        description="Ask VBS for a full (not incremental) backup when the disk's last full backup is "
+        "older than this. Empty: never force.",
+    )
+    retry_failed_job_once: bool = Field(
+        default=False,
+        title="Retry a failed job once",
+        description="When a disk's backup job fails, submit it once more within the same run.",
+    )
+    retention: RetentionRules = Field(
+        # An instance, not a factory, so that the default shows in the JSON schema (the Prefect form);
+        # sharing it is safe because RetentionRules is frozen.
+        default=RetentionRules(keep_daily=DEFAULT_KEEP_DAILY, keep_weekly=DEFAULT_KEEP_WEEKLY),
+        title="Retention",
+        description="Which of our own backups to keep per disk; the rest are deleted. "
+        f"Default: keep {DEFAULT_KEEP_DAILY} daily and {DEFAULT_KEEP_WEEKLY} weekly backups.",
+    )
+    dry_run: bool = Field(
+        default=False,
+        title="Dry run",
+        description="Show what would be backed up and deleted without creating or deleting anything.",
+    )
+    schedule_timezone: str = Field(
+        default="UTC",
+        title="Schedule timezone",
+        description="IANA timezone of the schedule, e.g. Europe/Paris.",
+    )
+
+    @field_validator("name", "name_prefix")
+    @classmethod
+    def _check_name_chars(cls, value: str) -> str:
+        if not _NAME_CHARS.match(value):
+            raise ValueError("only letters, digits, '-' and '_' are allowed")
+        return value
+
+    @field_validator("name_prefix")
+    @classmethod
+    def _check_not_reserved(cls, value: str) -> str:
+        if value.lower().startswith(_RESERVED_NAME_PREFIX):
+            raise ValueError("must not start with 'auto': VBS reserves that prefix for policy backups")
+        return value
+
+    @field_validator("tag_key")
+    @classmethod
+    def _check_tag_key(cls, value: str) -> str:
+        return _check_tag_key(value)
+
+    @field_validator("tag_value")
+    @classmethod
+    def _check_tag_value(cls, value: str) -> str:
+        return _check_tag_value(value)
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            # OSError: ZoneInfo("Europe") finds a directory, not a zone.
+            raise ValueError(f"{value!r} is not an IANA timezone (e.g. UTC, Europe/Paris)") from None
+        return value
+
+    def backup_name(self, server_name: str, device: str, slot: datetime) -> str:
+        """The deterministic backup name of one disk for one schedule slot.
+
+        Shape: ``{name_prefix}-{server}-{dev}-{YYYYMMDDHHMM}``, where
+
+        * ``server`` is ``server_name`` with every run of characters other than letters, digits, ``_`` and
+          ``-`` replaced by one ``-`` (``"server"`` if nothing is left), cut so that the whole name has at
+          most 64 characters (the VBS limit);
+        * ``dev`` is the basename of the device (``/dev/vdb`` -> ``vdb``), sanitized the same way
+          (``"disk"`` if nothing is left) and cut to 16 characters;
+        * the slot is formatted in UTC to the minute; it must be timezone-aware.
+
+        The same inputs always give the same name, so a retried or resumed run finds the backup it may
+        already have created. The name never starts with ``auto`` because the prefix may not. Two servers
+        whose names differ only in characters removed here give equal names, which is harmless: a backup
+        is always looked up by volume id and name together.
+        """
+        if slot.tzinfo is None or slot.utcoffset() is None:
+            raise ValueError("slot must be a timezone-aware datetime")
+        stamp = slot.astimezone(UTC).strftime("%Y%m%d%H%M")
+        dev = _sanitize(device.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1])[:_DEVICE_MAX_LENGTH]
+        dev = dev or "disk"
+        room = BACKUP_NAME_MAX_LENGTH - len(self.name_prefix) - len(dev) - len(stamp) - 3
+        # room >= 13: the prefix has at most 20 characters and dev at most 16.
+        server = _sanitize(server_name)[:room].strip("-") or "server"
+        return f"{self.name_prefix}-{server}-{dev}-{stamp}"
+
+    def is_own_backup_name(self, name: str | None) -> bool:
+        """True if ``name`` has the shape of a name this plan creates (prefix and dash)."""
+        return name is not None and name.startswith(f"{self.name_prefix}-")
+
+    def backup_tags(self) -> dict[str, str]:
+        """The ownership tag to put on every backup this plan creates."""
+        return {self.tag_key: self.tag_value}
+
+
+def _sanitize(text: str) -> str:
+    return _NOT_NAME_CHARS.sub("-", text.strip()).strip("-")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Loading plans
+# --------------------------------------------------------------------------------------------------------
+
+
+def _flatten_errors(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in err["loc"]) or "(plan)"
+        msg = err["msg"]
+        for noise in ("Value error, ", "Assertion failed, "):
+            if msg.startswith(noise):
+                msg = msg[len(noise) :]
+        problems.append(f"{path}: {msg}")
+    return problems
+
+
+def validate_plan(data: Any, *, source: str = "(inline)") -> BackupPlan:
+    """Validate plain data (e.g. parsed YAML or JSON) into a plan, raising :class:`PlanError` on problems."""
+    if not isinstance(data, Mapping):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise PlanError(source, [f"(plan): expected a mapping of plan fields, got {kind}"])
+    try:
+        return BackupPlan.model_validate(dict(data))
+    except ValidationError as exc:
+        raise PlanError(source, _flatten_errors(exc)) from None
+
+
+def load_plan(path: str | Path) -> BackupPlan:
+    """Read a :class:`BackupPlan` from a YAML file; any problem becomes one :class:`PlanError`."""
+    source = f"in {path}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PlanError(source, [f"(file): cannot read: {exc.strerror or exc}"]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PlanError(source, [f"(file): not valid YAML{where}: {problem}"]) from None
+    return validate_plan(data, source=source)

@@ -1,0 +1,307 @@
+"""Retention planning: which backups of one disk to keep and which to delete, and why.
+
+This module owns the retention rules (`RetentionRules`, the form operators fill in), the view of a backup
+that the planner needs (`BackupRecord`), and the pure planner `plan_retention`, which turns the backups of
+ONE disk, the rules and the current time into a `RetentionPlan`: one `Decision` per backup, each with the
+reasons behind it. It does no I/O: the caller lists the backups, computes ownership, records the plan in the
+ledger and performs the deletions.
+
+The keep rules follow restic's `forget` semantics and are OR-ed: a backup is kept if ANY rule keeps it.
+On top of the rules, safety rules that hold for every input (and that the property tests check):
+
+1. A backup we do not own, a policy backup (``autobk_…``) or a backup in a transitional state (any status
+   other than ``available`` and ``error``) is never deleted.
+2. The newest ``min_successful`` of our own successful backups are always kept. Backups we do not own also
+   count as successful backups of the disk, but we never rely on them: a VBS policy or a person may delete
+   them at any time. Because every other backup is kept anyway, the disk never drops below
+   ``min(min_successful, number of available backups)`` available backups.
+3. When the newest backup attempt of the disk failed, nothing is deleted at all (fail closed).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "POLICY_PREFIX",
+    "BackupRecord",
+    "Decision",
+    "RetentionPlan",
+    "RetentionRules",
+    "plan_retention",
+]
+
+POLICY_PREFIX = "autobk_"
+"""Name prefix of the backups that VBS backup policies create; they belong to the policy, never to us."""
+
+STATUS_AVAILABLE = "available"
+STATUS_ERROR = "error"
+SUSPENDED = "newest attempt failed: pruning suspended"
+
+_KEEP_RULES = (
+    "keep_last",
+    "keep_within_days",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "keep_yearly",
+    "keep_first_of_month",
+)
+
+
+class RetentionRules(BaseModel):
+    """How many backups of each disk to keep. Rules are OR-ed: a backup is kept if any rule keeps it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    keep_last: int | None = Field(
+        default=None, ge=1, title="Keep last", description="Keep the N newest successful backups."
+    )
+    keep_within_days: int | None = Field(
+        default=None,
+        ge=1,
+        title="Keep within days",
+        description="Keep every successful backup taken in the last N days.",
+    )
+    keep_daily: int | None = Field(
+        default=None,
+        ge=1,
+        title="Keep daily",
+        description="Keep the newest successful backup of each of the last N days that have one.",
+    )
+    keep_weekly: int | None = Field(
+        default=None,
+        ge=1,
+        title="Keep weekly",
+        description="Keep the newest successful backup of each of the last N ISO weeks that have one.",
+    )
+    keep_monthly: int | None = Field(
+        default=None,
+        ge=1,
+        title="Keep monthly",
+        description="Keep the newest successful backup of each of the last N months that have one.",
+    )
+    keep_yearly: int | None = Field(
+        default=None,
+        ge=1,
+        title="Keep yearly",
+        description="Keep the newest successful backup of each of the last N years that have one.",
+    )
+    keep_first_of_month: bool = Field(
+        default=False,
+        title="Keep first of month",
+        description="Keep the first successful backup of every calendar month, as VBS policies do with "
+        "remain_first_backup_of_curMonth. Unbounded: one backup per month is kept for ever.",
+    )
+    min_successful: int = Field(
+        default=2,
+        ge=1,
+        title="Minimum successful backups",
+        description="The newest N successful backups of each disk are always kept, whatever the rules say.",
+    )
+    timezone: str = Field(
+        default="UTC",
+        title="Timezone",
+        description="IANA timezone (e.g. Europe/Paris) in which days, weeks, months and years are counted.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            # OSError: ZoneInfo("America") finds a directory, not a zone.
+            raise ValueError(
+                f"unknown IANA timezone {value!r} (expected a name like 'Europe/Paris')"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _keeps_something(self) -> Self:
+        if not any(getattr(self, name) for name in _KEEP_RULES):
+            raise ValueError(f"retention keeps nothing: set at least one of {', '.join(_KEEP_RULES)}")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class BackupRecord(BaseModel):
+    """What the planner needs to know about one cloud backup of a disk."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    volume_id: str
+    status: str  # cloud status: available, error, creating, deleting, restoring, error_restoring, ...
+    created_at: AwareDatetime
+    owned: bool  # our name prefix AND our tag AND a ledger row; computed by the caller
+    verified: bool = False  # a restore drill succeeded; carried for reports, not used by the rules
+
+    @property
+    def is_policy_backup(self) -> bool:
+        return self.name.startswith(POLICY_PREFIX)
+
+
+class Decision(BaseModel):
+    """Keep or delete one backup, with every reason that led there (never empty)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    backup: BackupRecord
+    action: Literal["keep", "delete"]
+    reasons: tuple[str, ...] = Field(min_length=1)
+
+
+class RetentionPlan(BaseModel):
+    """The decisions for every backup of one disk, newest first."""
+
+    model_config = ConfigDict(frozen=True)
+
+    decisions: list[Decision]
+    pruning_suspended: bool = False
+
+    @property
+    def to_delete(self) -> list[BackupRecord]:
+        return [d.backup for d in self.decisions if d.action == "delete"]
+
+    @property
+    def to_keep(self) -> list[BackupRecord]:
+        return [d.backup for d in self.decisions if d.action == "keep"]
+
+
+def _newest_first(backups: Sequence[BackupRecord]) -> list[BackupRecord]:
+    # Ties on created_at are broken by id, so the plan never depends on the order of the input.
+    return sorted(backups, key=lambda b: (b.created_at, b.id), reverse=True)
+
+
+def _check_one_disk(backups: Sequence[BackupRecord]) -> None:
+    volumes = sorted({b.volume_id for b in backups})
+    if len(volumes) > 1:
+        raise ValueError(f"plan_retention plans one disk at a time, got backups of volumes {volumes}")
+    duplicates = sorted(i for i, n in Counter(b.id for b in backups).items() if n > 1)
+    if duplicates:
+        raise ValueError(f"duplicate backup ids: {duplicates}")
+
+
+def _apply_keep_rules(
+    candidates: list[BackupRecord], rules: RetentionRules, now: datetime
+) -> dict[str, list[str]]:
+    """Reasons to keep each candidate (owned, non-policy, available), newest first; empty = no rule."""
+    keep: dict[str, list[str]] = {b.id: [] for b in candidates}
+    tz = rules.tz
+
+    if rules.keep_last:
+        for rank, backup in enumerate(candidates[: rules.keep_last], start=1):
+            keep[backup.id].append(f"keep_last {rules.keep_last} (#{rank})")
+
+    if rules.keep_within_days:
+        # Inclusive boundary: a backup exactly D days old is still "within D days".
+        since = now - timedelta(days=rules.keep_within_days)
+        for backup in candidates:
+            if backup.created_at >= since:
+                keep[backup.id].append(f"within {rules.keep_within_days} days")
+
+    periods: list[tuple[int | None, str, Callable[[datetime], str]]] = [
+        (rules.keep_daily, "keep_daily", lambda d: d.strftime("%Y-%m-%d")),
+        (rules.keep_weekly, "keep_weekly", lambda d: "{}-W{:02d}".format(*d.isocalendar()[:2])),
+        (rules.keep_monthly, "keep_monthly", lambda d: d.strftime("%Y-%m")),
+        (rules.keep_yearly, "keep_yearly", lambda d: d.strftime("%Y")),
+    ]
+    for count, name, period in periods:
+        if not count:
+            continue
+        # Periods are counted in the rules' timezone; candidates are sorted, so each period is one run.
+        last: str | None = None
+        remaining = count
+        for backup in candidates:
+            if remaining == 0:
+                break
+            key = period(backup.created_at.astimezone(tz))
+            if key != last:
+                keep[backup.id].append(f"{name} {count} ({key})")
+                last = key
+                remaining -= 1
+
+    if rules.keep_first_of_month:
+        # The oldest candidate of every calendar month (local time), however many months there are.
+        firsts: dict[str, BackupRecord] = {}
+        for backup in candidates:  # newest first, so the last one seen per month is the first of it
+            firsts[backup.created_at.astimezone(tz).strftime("%Y-%m")] = backup
+        for month, backup in firsts.items():
+            keep[backup.id].append(f"first of month {month}")
+
+    # Safety, not a rule: only our own backups count, since others may vanish without notice.
+    for backup in candidates[: rules.min_successful]:
+        keep[backup.id].append(f"min_successful {rules.min_successful}")
+    return keep
+
+
+def _protections(backup: BackupRecord) -> list[str]:
+    """Reasons that forbid deleting a backup whatever the rules say."""
+    reasons: list[str] = []
+    if not backup.owned:
+        reasons.append("not owned")
+    if backup.is_policy_backup:
+        reasons.append(f"policy backup ({POLICY_PREFIX})")
+    if backup.status not in (STATUS_AVAILABLE, STATUS_ERROR):
+        # Unknown statuses land here too: when in doubt, keep.
+        reasons.append(f"transitional status {backup.status}")
+    return reasons
+
+
+def plan_retention(
+    backups: Sequence[BackupRecord],
+    rules: RetentionRules,
+    now: datetime,
+    *,
+    newest_attempt_failed: bool = False,
+) -> RetentionPlan:
+    """Decide, for every backup of ONE disk, whether to keep or delete it, with the reasons.
+
+    Only our own (owned, non-policy) ``available`` backups are counted by the keep rules. Our own ``error``
+    backups are garbage once a newer successful backup of ours exists ("failed backup"); the ones newer than
+    our newest successful backup are kept so that the failure can be diagnosed. With
+    ``newest_attempt_failed`` nothing is deleted, and every decision says so.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    ordered = _newest_first(backups)
+    _check_one_disk(ordered)
+
+    candidates = [b for b in ordered if not _protections(b) and b.status == STATUS_AVAILABLE]
+    keep = _apply_keep_rules(candidates, rules, now)
+    newest_success = (candidates[0].created_at, candidates[0].id) if candidates else None
+
+    decisions = []
+    for backup in ordered:
+        action: Literal["keep", "delete"]
+        reasons = _protections(backup)
+        if reasons:
+            action = "keep"
+        elif backup.status == STATUS_AVAILABLE:
+            reasons = keep[backup.id]
+            action = "keep" if reasons else "delete"
+            reasons = reasons or ["no rule keeps it"]
+        elif newest_success is not None and (backup.created_at, backup.id) < newest_success:
+            action, reasons = "delete", ["failed backup"]
+        else:
+            action, reasons = "keep", ["failed backup newer than any successful one (kept for diagnosis)"]
+
+        if newest_attempt_failed:
+            if action == "delete":
+                reasons = [SUSPENDED, *(f"would delete: {r}" for r in reasons)]
+            else:
+                reasons = [*reasons, SUSPENDED]
+            action = "keep"
+        decisions.append(Decision(backup=backup, action=action, reasons=tuple(reasons)))
+    return RetentionPlan(decisions=decisions, pruning_suspended=newest_attempt_failed)
