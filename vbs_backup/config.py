@@ -82,7 +82,7 @@ class ConfigError(ValueError):
 
 
 class PlanError(ValueError):
-    """A backup plan is malformed. The message names the source and lists each problem as ``path: problem``."""
+    """A backup plan is malformed. The message names the source and lists each problem as ``path: msg``."""
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
@@ -277,7 +277,9 @@ def _check_uuid(value: str) -> str:
     try:
         return str(uuid.UUID(value.strip()))
     except ValueError:
-        raise ValueError(f"{value!r} is not a UUID (expected e.g. 3f1c2b7e-...-...)") from None
+        raise ValueError(
+            f"{value!r} is not a server id (expected a UUID such as 3f1c2b7e-8d4a-4c55-9a0e-2b6f1d9c7a10)"
+        ) from None
 
 
 def _check_pattern(value: str) -> str:
@@ -292,7 +294,9 @@ def _check_tag_text(value: str, *, what: str, min_len: int, max_len: int) -> str
     bad = sorted({c for c in value if c in _TAG_FORBIDDEN})
     if bad:
         shown = " ".join(repr(c) for c in bad)
-        raise ValueError(f"{what} must not contain {shown} (forbidden: = * < > \\ , | / and control characters)")
+        raise ValueError(
+            f"{what} must not contain {shown} (forbidden: = * < > \\ , | / and control characters)"
+        )
     return value
 
 

@@ -13,11 +13,14 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
 
-from vbs_backup.ledger.tables import DiskBackup, RetentionDecision, Run
+from vbs_backup.ledger import tables as _tables  # noqa: F401  (registers the tables)
 
 __all__ = ["LEDGER_TABLES", "init_db", "make_engine", "normalize_url"]
 
-LEDGER_TABLES = (Run.__table__, DiskBackup.__table__, RetentionDecision.__table__)
+# Only our tables: SQLModel.metadata is shared by every SQLModel table imported in the process.
+LEDGER_TABLES = tuple(
+    SQLModel.metadata.tables[name] for name in ("runs", "disk_backups", "retention_decisions")
+)
 
 # How long a SQLite writer waits for another one (another worker thread, the CLI) before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 10_000

@@ -362,7 +362,9 @@ def protection_status(*, session: Session, now: datetime | None = None) -> list[
         .label("rank")
     )
     successes = (
-        select(col(DiskBackup.volume_id), col(DiskBackup.backup_id), covered_at.label("covered_at"), success_rank)
+        select(
+            col(DiskBackup.volume_id), col(DiskBackup.backup_id), covered_at.label("covered_at"), success_rank
+        )
         .where(col(DiskBackup.status).in_(list(DiskBackupStatus.successes())))
         .subquery()
     )
