@@ -1,33 +1,133 @@
 """The one request path of the client: every call to IAM, ECS, EVS and VBS goes through `CloudSession`.
 
-INTERFACE STUB written by the lead; the client-core engineer implements the bodies and may add private
-helpers, but keeps these public names and signatures (the facades in vbs.py/ecs.py/evs.py/iam.py call them).
+Per attempt: wait for the rate limiter, send through one `httpx.AsyncClient` (whose `auth` signs or adds
+the token), log one INFO line on `vbs_backup.cloud` (`operation method path status elapsed_ms request_id`,
+never headers or bodies), count the attempt in `stats`. Then either return the response (status in `ok`),
+retry (see retry.py for exactly what), or raise the matching `CloudError` (errors.py).
+
+The interface (names and signatures) was fixed by the lead; the facades in vbs.py/ecs.py/evs.py/iam.py
+call `request`, `json` and `paginate`.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
-from enum import StrEnum
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from .endpoints import Endpoints, Service
+from .errors import (
+    ApiError,
+    CloudError,
+    ConfigurationError,
+    InvalidResponseError,
+    TransportError,
+    parse_error_body,
+    raise_from_response,
+    safe_url,
+)
+from .ratelimit import RateLimiter
+from .retry import RetryPolicy, describe, is_retryable
 
-class Service(StrEnum):
-    IAM = "iam"
-    ECS = "ecs"
-    EVS = "evs"
-    VBS = "vbs"
+__all__ = ["CloudSession", "Service"]
+
+log = logging.getLogger("vbs_backup.cloud")
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+_PROJECT_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+_STYLES = ("marker", "offset", "page")
+USER_AGENT = "vbs-backup/0.1"
+
+
+def _clean_params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Drop None values (so facades can pass every optional filter) and spell booleans as the APIs do."""
+    if not params:
+        return None
+    cleaned: dict[str, Any] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        cleaned[key] = value
+    return cleaned or None
+
+
+def _next_href(links: Any) -> str | None:
+    if not isinstance(links, list):
+        return None
+    for link in links:
+        if isinstance(link, dict) and link.get("rel") == "next" and link.get("href"):
+            return str(link["href"])
+    return None
+
+
+def _query_value(href: str, name: str) -> str | None:
+    values = parse_qs(urlsplit(href).query).get(name)
+    return values[-1] if values else None
 
 
 class CloudSession:
-    """Policy (endpoints, auth, retries, timeouts, logging) over one `httpx.AsyncClient`.
+    """Policy (endpoints, auth, retries, timeouts, rate limit, logging) over one `httpx.AsyncClient`.
 
-    `project_id` is the project every project-scoped path uses. `transport` is the test seam
-    (`httpx.ASGITransport(app)`); by default a real socket is used.
+    `project_id` is the project every project-scoped path uses (32 hex, checked here so that a typo is a
+    ConfigurationError, not a 404 from the gateway). `transport` is the test seam (`httpx.ASGITransport(app)`
+    or `httpx.MockTransport`); by default a real socket is used. The httpx client is created on first use,
+    inside the running event loop, and closed by `aclose()` (or `async with`).
     """
 
     project_id: str
+
+    def __init__(
+        self,
+        *,
+        endpoints: Endpoints,
+        project_id: str,
+        auth: httpx.Auth,
+        retry: RetryPolicy | None = None,
+        timeout: float | httpx.Timeout = 30,
+        rate_limiter: RateLimiter | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not isinstance(project_id, str) or not _PROJECT_ID.match(project_id):
+            raise ConfigurationError("project_id must be 32 hexadecimal characters (see the IAM console)")
+        self.endpoints = endpoints
+        self.project_id = project_id
+        self.auth = auth
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.rate_limiter = rate_limiter
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._closed = False
+        self.stats: Counter[str] = Counter()  # HTTP attempts per operation, retries included
+
+    def __repr__(self) -> str:
+        return f"CloudSession(vbs={self.endpoints.vbs!r}, project_id={self.project_id!r}, auth={self.auth!r})"
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._closed:
+            raise CloudError("this CloudSession is closed")
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                auth=self.auth,
+                timeout=self.timeout,
+                transport=self._transport,
+                # SDKs send Content-Type on every call (reference §0.2); it is then also signed.
+                headers={
+                    "Accept": "application/json",
+                    "Content-Type": "application/json",
+                    "User-Agent": USER_AGENT,
+                },
+                follow_redirects=False,
+            )
+        return self._client
 
     async def request(
         self,
@@ -47,7 +147,82 @@ class CloudSession:
         True for GET/HEAD/PUT/DELETE/OPTIONS and False for POST; only idempotent calls are retried after
         a transport error or a 5xx; 429 (throttled before the operation ran) is retried for every method.
         `operation` names the API operation for logs (e.g. "vbs.create_backup")."""
-        raise NotImplementedError
+        if not path.startswith("/"):
+            raise ValueError(f"path must start with '/': {path!r}")
+        method = method.upper()
+        service = Service(service)
+        if idempotent is None:
+            idempotent = method in _IDEMPOTENT
+        op = operation or f"{service.value}.{method.lower()}"
+        url = self.endpoints.url(service) + path
+        query = _clean_params(params)
+        client = self._http()
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.rate_limiter is not None:
+                await self.rate_limiter.acquire()
+            self.stats[op] += 1
+            started = time.perf_counter()
+            try:
+                response = await client.request(method, url, params=query, json=json)
+            except httpx.TransportError as exc:
+                error = TransportError.from_httpx(
+                    exc, method=method, url=httpx.URL(url, params=query), operation=op
+                )
+                self._log(op, method, path, type(exc).__name__, started, None)
+                if await self._backoff(attempt, error, idempotent, op):
+                    continue
+                raise error from exc
+            except ApiError as exc:
+                # Raised by the auth flow (the token request failed): the call itself was not executed,
+                # so the retry decision is the token request's, which is safe to repeat.
+                if await self._backoff(attempt, exc, True, op):
+                    continue
+                raise
+            status = response.status_code
+            if status in ok:
+                self._log(
+                    op, method, response.url.path, status, started, response.headers.get("X-Request-Id")
+                )
+                return response
+            self._log(op, method, response.url.path, status, started, parse_error_body(response)[2])
+            if await self._backoff(attempt, response, idempotent, op):
+                continue
+            raise_from_response(response, operation=op)
+
+    async def _backoff(self, attempt: int, outcome: Any, idempotent: bool, op: str) -> bool:
+        """Wait and return True when attempt number `attempt`, which ended in `outcome`, is to be retried."""
+        if attempt >= self.retry.max_attempts or not is_retryable(outcome, idempotent):
+            return False
+        delay = self.retry.delay(attempt, outcome)
+        log.warning(
+            "retrying %s: attempt %d of %d failed with %s; next attempt in %.2fs",
+            op,
+            attempt,
+            self.retry.max_attempts,
+            describe(outcome),
+            delay,
+            extra={"operation": op, "attempt": attempt, "wait": delay},
+        )
+        await self.retry.pause(delay)
+        return True
+
+    @staticmethod
+    def _log(
+        op: str, method: str, path: str, status: int | str, started: float, request_id: str | None
+    ) -> None:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        log.info(
+            "%s %s %s %s %.0fms %s",
+            op,
+            method,
+            path,
+            status,
+            elapsed_ms,
+            request_id or "-",
+            extra={"operation": op, "status": status, "elapsed_ms": round(elapsed_ms, 1)},
+        )
 
     async def json(
         self,
@@ -62,9 +237,20 @@ class CloudSession:
         operation: str | None = None,
     ) -> Any:
         """`request(...)` then the decoded JSON body (None for an empty body)."""
-        raise NotImplementedError
+        response = await self.request(
+            service, method, path, params=params, json=json, ok=ok, idempotent=idempotent, operation=operation
+        )
+        if not response.content.strip():
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise InvalidResponseError(
+                f"{operation or service} answered {response.status_code} with a body that is not JSON "
+                f"({method.upper()} {safe_url(response.url)})"
+            ) from exc
 
-    def paginate(
+    async def paginate(
         self,
         service: Service,
         path: str,
@@ -75,18 +261,69 @@ class CloudSession:
         page_size: int | None = None,
         style: str = "marker",
         operation: str | None = None,
+        id_key: str = "id",
     ) -> AsyncIterator[Any]:
         """Yield every item of a listed collection (raw dicts) across pages.
 
-        style="marker": send `limit`=page_size and `marker`=id of the last item; stop when a page is shorter
-        than the limit or the response has no `links_key` next link. style="offset": `limit`/`offset`.
-        When the body carries a next link under `links_key` (`[{"href": ..., "rel": "next"}]`), its `marker`
-        query value is used (the URL itself is not trusted: the documented example lacks the /v2 segment).
+        style="marker": send `limit`=page_size and `marker`=id of the last item (`id_key`, e.g. "job_id"
+        for policy tasks). With `links_key`, the next link decides: no next link means done (a server that
+        caps the page below `limit` still links to the next page). Without `links_key`, a page shorter than
+        the limit means done. When the next link carries a `marker` query value, that value is used (the
+        URL itself is not trusted: the documented example lacks the /v2 segment).
+        style="offset": `limit`/`offset` with offset counted in items (0-based).
+        style="page": `limit`/`offset` with offset a 1-based page number (ECS cloudservers/detail, §5a).
+        Both offset styles need `page_size`; they stop at a short or empty page (or a missing next link
+        when `links_key` is given). An empty page always ends the listing.
         """
-        raise NotImplementedError
+        if style not in _STYLES:
+            raise ValueError(f"style must be one of {', '.join(_STYLES)}")
+        if style != "marker" and not page_size:
+            raise ValueError(f"style={style!r} needs a page_size")
+        base = dict(_clean_params(params) or {})
+        if page_size:
+            base["limit"] = page_size
+        marker: str | None = None
+        position = 0 if style == "offset" else 1
+        seen: set[str] = set()
+        while True:
+            query = dict(base)
+            if style == "marker" and marker is not None:
+                query["marker"] = marker
+            elif style != "marker":
+                query["offset"] = position
+            body = await self.json(service, "GET", path, params=query, operation=operation)
+            items = body.get(items_key) if isinstance(body, dict) else None
+            if items is None:
+                items = []
+            if not isinstance(items, list):
+                raise InvalidResponseError(f"{operation or path}: {items_key!r} is not a list")
+            for item in items:
+                yield item
+            if not items:
+                return
+            next_href = _next_href(body.get(links_key)) if links_key else None
+            if links_key is not None and next_href is None:
+                return
+            if style != "marker":
+                if page_size is not None and len(items) < page_size:
+                    return
+                position += len(items) if style == "offset" else 1
+                continue
+            if links_key is None and (page_size is None or len(items) < page_size):
+                return
+            last = items[-1].get(id_key) if isinstance(items[-1], dict) else None
+            marker = (_query_value(next_href, "marker") if next_href else None) or last
+            if not marker or marker in seen:
+                raise InvalidResponseError(
+                    f"{operation or path}: pagination does not advance (marker {marker!r})"
+                )
+            seen.add(marker)
 
     async def aclose(self) -> None:
-        raise NotImplementedError
+        self._closed = True
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
 
     async def __aenter__(self) -> CloudSession:
         return self
