@@ -37,11 +37,15 @@ def reply(body: Any = None, status: int = 200) -> Response:
     return JSONResponse(body, status_code=status)
 
 
-async def read_json(request: Request, *, bad: EmulatorError) -> Any:
-    """The request body as JSON; `bad` is raised for an empty or non-JSON body (each API has its code)."""
+async def read_json(request: Request, *, bad: EmulatorError, empty: EmulatorError | None = None) -> Any:
+    """The request body as JSON; `bad` is raised for an empty or non-JSON body (each API has its code).
+
+    `empty`, when given, is raised instead of `bad` for an empty body (the policy API tells the two apart:
+    AutoBackup.0000 empty request vs AutoBackup.0008 not JSON).
+    """
     raw = await request.body()
     if not raw:
-        raise bad
+        raise empty or bad
     try:
         return json.loads(raw)
     except ValueError as exc:
@@ -57,6 +61,7 @@ def route(
     body: bool = False,
     bad_body: EmulatorError | None = None,
     not_found: Callable[[str], EmulatorError] | None = None,
+    empty_body: EmulatorError | None = None,
 ) -> Route:
     """A Starlette route whose name is the API operation (`vbs.create_backup`), used by faults and logs.
 
@@ -72,7 +77,9 @@ def route(
             payload = None
             if body:
                 payload = await read_json(
-                    request, bad=bad_body or CloudApiError("VolumeBackup.0002", "api request parameter instance null")
+                    request,
+                    bad=bad_body or CloudApiError("VolumeBackup.0002", "api request parameter instance null"),
+                    empty=empty_body,
                 )
             with state.locked():
                 state.tick()

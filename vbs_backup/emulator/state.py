@@ -127,6 +127,9 @@ class Job:
     polls_left: int | None = None  # finish after N status queries (poll mode)
     outcome: Literal["success", "fail", "hang"] = "success"
     outcome_code: str | None = None
+    # what the job works on, for the VBS engine: backup_id, volume_id, policy/task ids, planned fail
+    # reason, prior backup status (never on the wire)
+    context: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
