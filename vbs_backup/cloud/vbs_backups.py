@@ -1,0 +1,254 @@
+"""VBS backups, jobs and quotas (reference §2.1-§2.10, §2.16): one short async method per API operation.
+
+Owned here: `VbsBase` (the session and the project-scoped paths every VBS facade shares) and
+`VbsBackupsApi` with the operations create_backup, delete_cloud_backup, restore_backup,
+create_native_backup, list_backups, list_backup_details, get_backup, get_job, delete_backup,
+restore_native_backup, get_quotas, plus the helpers iter_backup_details, find_backups_by_name and
+wait_for_job. Each operation is a path, a method, the documented success status and a model: retries,
+auth, logging and error mapping are `CloudSession`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from .errors import JobFailedError, JobTimeoutError
+from .models import (
+    Backup,
+    BackupList,
+    BackupSummary,
+    BackupSummaryList,
+    CreateBackupRequest,
+    Job,
+    JobRef,
+    JobStatus,
+    NativeBackupRequest,
+    NativeRestore,
+    Quotas,
+    RestoreRequest,
+    Tag,
+)
+from .models.common import decode, query_params, require_opaque_id, require_uuid
+from .session import CloudSession, Service
+
+__all__ = ["VbsBackupsApi", "VbsBase"]
+
+
+class VbsBase:
+    """What every VBS facade shares: the session and the project-scoped path builders."""
+
+    def __init__(self, session: CloudSession) -> None:
+        self.session = session
+
+    def _v2(self, path: str = "") -> str:
+        # read at call time: the session may learn its project id only when it authenticates
+        return f"/v2/{self.session.project_id}{path}"
+
+    def _v1(self, path: str = "") -> str:
+        return f"/v1/{self.session.project_id}{path}"
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        *,
+        ok: tuple[int, ...] = (200,),
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        idempotent: bool | None = None,
+    ) -> Any:
+        return await self.session.json(
+            Service.VBS,
+            method,
+            path,
+            params=params or None,
+            json=json,
+            ok=ok,
+            idempotent=idempotent,
+            operation=f"vbs.{operation}",
+        )
+
+
+class VbsBackupsApi(VbsBase):
+    # -- cloudbackups (§2.1-§2.3) ---------------------------------------------------------------------
+
+    async def create_backup(
+        self,
+        volume_id: str,
+        name: str,
+        *,
+        description: str | None = None,
+        snapshot_id: str | None = None,
+        tags: Sequence[Tag] | Mapping[str, str] | None = None,
+        full_backup: bool = False,
+    ) -> str:
+        """Start a backup of one disk; returns the job id (poll it with `wait_for_job`). Not retried by
+        the session (a POST): after a lost answer, look the backup up by its name before creating again."""
+        if isinstance(tags, Mapping):
+            tags = [Tag(key=k, value=v) for k, v in tags.items()]
+        request = CreateBackupRequest(
+            volume_id=volume_id,
+            name=name,
+            description=description,
+            snapshot_id=snapshot_id,
+            tags=list(tags) if tags is not None else None,
+            extend_param={"FullBackup": "true"} if full_backup else None,
+        )
+        body = await self._call("POST", self._v2("/cloudbackups"), "create_backup", json=request.to_body())
+        return decode(JobRef, body, operation="vbs.create_backup").job_id
+
+    async def delete_cloud_backup(self, backup_id: str) -> str:
+        """Deprecated delete (§2.2): documented as POST without a body; returns the job id. Prefer
+        `delete_backup`."""
+        path = self._v2(f"/cloudbackups/{require_uuid('backup_id', backup_id)}")
+        body = await self._call("POST", path, "delete_cloud_backup")
+        return decode(JobRef, body, operation="vbs.delete_cloud_backup").job_id
+
+    async def restore_backup(self, backup_id: str, volume_id: str) -> str:
+        """Restore a disk (detach it first, §2.3); returns the job id."""
+        path = self._v2(f"/cloudbackups/{require_uuid('backup_id', backup_id)}/restore")
+        json = RestoreRequest(volume_id=volume_id).to_body()
+        body = await self._call("POST", path, "restore_backup", json=json)
+        return decode(JobRef, body, operation="vbs.restore_backup").job_id
+
+    # -- native backups (§2.4-§2.10) ----------------------------------------------------------------
+
+    async def create_native_backup(self, request: NativeBackupRequest) -> BackupSummary:
+        """Deprecated native create (§2.4): 202, no job; poll `get_backup`."""
+        body = await self._call(
+            "POST", self._v2("/backups"), "create_native_backup", ok=(202,), json=request.to_body()
+        )
+        return decode(BackupSummary, (body or {}).get("backup"), operation="vbs.create_native_backup")
+
+    async def list_backups(
+        self,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        volume_id: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        marker: str | None = None,
+    ) -> BackupSummaryList:
+        """One page of the brief list (id, name, links); `next_marker` says whether more exist."""
+        params = query_params(
+            name=name, status=status, volume_id=volume_id, limit=limit, offset=offset, marker=marker
+        )
+        body = await self._call("GET", self._v2("/backups"), "list_backups", params=params)
+        return decode(BackupSummaryList, body, operation="vbs.list_backups")
+
+    async def list_backup_details(
+        self,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        volume_id: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        marker: str | None = None,
+        sort_key: str | None = None,
+        sort_dir: str | None = None,
+    ) -> BackupList:
+        """One page of full backups; see `iter_backup_details` for all pages."""
+        params = query_params(
+            name=name,
+            status=status,
+            volume_id=volume_id,
+            limit=limit,
+            offset=offset,
+            marker=marker,
+            sort_key=sort_key,
+            sort_dir=sort_dir,
+        )
+        body = await self._call("GET", self._v2("/backups/detail"), "list_backup_details", params=params)
+        return decode(BackupList, body, operation="vbs.list_backup_details")
+
+    async def get_backup(self, backup_id: str) -> Backup:
+        """One backup; a missing one raises `NotFoundError` (404 itemNotFound)."""
+        path = self._v2(f"/backups/{require_uuid('backup_id', backup_id)}")
+        body = await self._call("GET", path, "get_backup")
+        return decode(Backup, (body or {}).get("backup"), operation="vbs.get_backup")
+
+    async def delete_backup(self, backup_id: str) -> None:
+        """Native delete (§2.9): 202, the backup goes `deleting` then disappears."""
+        path = self._v2(f"/backups/{require_uuid('backup_id', backup_id)}")
+        await self._call("DELETE", path, "delete_backup", ok=(202,))
+
+    async def restore_native_backup(self, backup_id: str, volume_id: str) -> NativeRestore:
+        """Native restore (§2.10): 202, no job; poll the disk and the backup."""
+        path = self._v2(f"/backups/{require_uuid('backup_id', backup_id)}/restore")
+        json = RestoreRequest(volume_id=volume_id).to_body()
+        body = await self._call("POST", path, "restore_native_backup", ok=(202,), json=json)
+        return decode(NativeRestore, (body or {}).get("restore"), operation="vbs.restore_native_backup")
+
+    # -- jobs and quotas (§2.8, §2.16) --------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job:
+        """One job (note the `/v1` path); an unknown id raises `NotFoundError` (common.0011)."""
+        path = self._v1(f"/jobs/{require_opaque_id('job_id', job_id)}")
+        body = await self._call("GET", path, "get_job")
+        return decode(Job, body, operation="vbs.get_job")
+
+    async def get_quotas(self) -> Quotas:
+        body = await self._call("GET", self._v2("/cloudbackups/quota"), "get_quotas")
+        return decode(Quotas, (body or {}).get("quotas"), operation="vbs.get_quotas")
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    async def iter_backup_details(
+        self,
+        *,
+        volume_id: str | None = None,
+        name: str | None = None,
+        status: str | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[Backup]:
+        """Every backup matching the filters, across pages (marker paging over `backups_links`)."""
+        items = self.session.paginate(
+            Service.VBS,
+            self._v2("/backups/detail"),
+            items_key="backups",
+            links_key="backups_links",
+            params=query_params(volume_id=volume_id, name=name, status=status),
+            page_size=page_size,
+            style="marker",
+            operation="vbs.list_backup_details",
+        )
+        async for item in items:
+            yield decode(Backup, item, operation="vbs.list_backup_details")
+
+    async def find_backups_by_name(self, name: str, volume_id: str | None = None) -> list[Backup]:
+        """Backups with exactly this name (the server filter is an exact match, §2.5; checked again here
+        so a fuzzy server could never hand us someone else's backup). Used to adopt a backup whose create
+        answer was lost."""
+        found = [b async for b in self.iter_backup_details(name=name, volume_id=volume_id)]
+        return [b for b in found if b.name == name and (volume_id is None or b.volume_id == volume_id)]
+
+    async def wait_for_job(
+        self,
+        job_id: str,
+        *,
+        timeout: float = 1200.0,
+        interval: float = 10.0,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Job:
+        """Poll `get_job` until SUCCESS (returns the job) or FAIL (raises `JobFailedError`); past `timeout`
+        seconds raises `JobTimeoutError`. Other statuses, documented or not, mean "keep polling" (§2.8).
+        `sleep` and `clock` are injectable so that tests drive time instead of waiting for it."""
+        require_opaque_id("job_id", job_id)
+        deadline = clock() + timeout
+        while True:
+            job = await self.get_job(job_id)
+            if job.status == JobStatus.SUCCESS:
+                return job
+            if job.status == JobStatus.FAIL:
+                raise JobFailedError(job_id, job.error_code, job.fail_reason)
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise JobTimeoutError(job_id, timeout, str(job.status))
+            await sleep(min(interval, remaining))
