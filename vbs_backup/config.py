@@ -19,7 +19,7 @@ import fnmatch
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -420,14 +420,18 @@ class BackupPlan(BaseModel):
         description="A disk whose backup job has not finished by then is recorded as timed out.",
     )
     max_concurrent_servers: int = Field(
-        default=8, ge=1, le=64, title="Servers in parallel", description="Servers processed at the same time."
-    )
-    max_concurrent_jobs: int = Field(
-        default=32,
+        default=50,
         ge=1,
         le=1000,
+        title="Servers in parallel",
+        description="Servers whose disks are being backed up at the same time.",
+    )
+    max_concurrent_jobs: int = Field(
+        default=200,
+        ge=1,
+        le=5000,
         title="Backup jobs in flight",
-        description="Backup create requests (jobs) in flight at the same time, across all servers.",
+        description="Backup jobs running at the same time, across all servers (VBS runs one per disk).",
     )
     full_backup_every_days: int | None = Field(
         default=None,
@@ -448,6 +452,22 @@ class BackupPlan(BaseModel):
         title="Retention",
         description="Which of our own backups to keep per disk; the rest are deleted. "
         f"Default: keep {DEFAULT_KEEP_DAILY} daily and {DEFAULT_KEEP_WEEKLY} weekly backups.",
+    )
+    poll_interval_seconds: float = Field(
+        default=10.0,
+        ge=0.1,
+        le=600,
+        title="Poll interval (seconds)",
+        description="Time between two rounds of job polling. One round costs one backups-list request "
+        "plus one job request per finished job, whatever the number of jobs in flight.",
+    )
+    slot_minutes: int = Field(
+        default=1440,
+        ge=1,
+        le=10080,
+        title="Schedule slot (minutes)",
+        description="Length of one schedule slot, counted from midnight in the schedule timezone. Runs in "
+        "the same slot share backup names, so a re-run after a crash adopts what the first run created.",
     )
     dry_run: bool = Field(
         default=False,
@@ -520,6 +540,22 @@ class BackupPlan(BaseModel):
         # room >= 13: the prefix has at most 20 characters and dev at most 16.
         server = _sanitize(server_name)[:room].strip("-") or "server"
         return f"{self.name_prefix}-{server}-{dev}-{stamp}"
+
+    def schedule_slot(self, now: datetime) -> datetime:
+        """The start of the slot containing `now` (aware), counted from local midnight in the schedule
+        timezone, returned in UTC. A nightly run at 02:00 and its re-run at 03:15 share a slot."""
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ValueError("now must be a timezone-aware datetime")
+        local = now.astimezone(ZoneInfo(self.schedule_timezone))
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        minutes = int((local - midnight).total_seconds() // 60)
+        start = midnight + timedelta(minutes=minutes - minutes % self.slot_minutes)
+        return start.astimezone(UTC)
+
+    def ownership_marker(self) -> str:
+        """Text put in the description of every backup we create. VBS documents no way to read a
+        backup's tags back, so the description carries the ownership tag in a readable form."""
+        return f"{self.tag_key}={self.tag_value}"[:64]  # VBS descriptions hold at most 64 characters
 
     def is_own_backup_name(self, name: str | None) -> bool:
         """True if ``name`` has the shape of a name this plan creates (prefix and dash)."""

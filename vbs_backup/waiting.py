@@ -26,14 +26,16 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class _JobsApi(Protocol):  # the two VbsApi methods the waiter needs
-    async def get_job(self, job_id: str): ...  # noqa: ANN201
+    async def get_job(self, job_id: str): ...
 
-    def iter_backup_details(self, *, status: str | None = None, page_size: int = 1000): ...  # noqa: ANN201
+    def iter_backup_details(self, *, status: str | None = None, page_size: int = 1000): ...
+
+    async def find_backups_by_name(self, name: str, volume_id: str | None = None): ...
 
 
 @dataclass(frozen=True)
 class JobResult:
-    job_id: str
+    key: str  # the job id, or a name key for a backup adopted without one
     status: Literal["succeeded", "failed", "timed_out"]
     backup_id: str | None = None
     error_code: str | None = None
@@ -42,8 +44,10 @@ class JobResult:
 
 @dataclass
 class _Pending:
-    job_id: str
+    key: str
+    job_id: str | None  # None: a backup adopted by name, followed through the backups list
     backup_name: str
+    volume_id: str | None
     deadline: float
     future: asyncio.Future[JobResult]
     seen_creating: bool = False
@@ -79,12 +83,16 @@ class JobWaiter:
         self._loop_task: asyncio.Task[None] | None = None
         self.stats = WaiterStats()
 
-    async def wait(self, job_id: str, backup_name: str, *, timeout: float) -> JobResult:
-        """Resolve when the job succeeds, fails, or `timeout` seconds (on the waiter's clock) pass."""
-        if job_id in self._pending:
-            return await asyncio.shield(self._pending[job_id].future)
+    async def wait(
+        self, job_id: str | None, backup_name: str, *, volume_id: str | None = None, timeout: float
+    ) -> JobResult:
+        """Resolve when the job succeeds, fails, or `timeout` seconds (on the waiter's clock) pass. Without
+        a job id (a backup adopted by name) the backup's own status says how it ended."""
+        key = job_id or f"name:{volume_id}:{backup_name}"
+        if key in self._pending:
+            return await asyncio.shield(self._pending[key].future)
         future: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
-        self._pending[job_id] = _Pending(job_id, backup_name, self._clock() + timeout, future)
+        self._pending[key] = _Pending(key, job_id, backup_name, volume_id, self._clock() + timeout, future)
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.create_task(self._run(), name="vbs-job-waiter")
         return await future
@@ -108,50 +116,67 @@ class JobWaiter:
         try:
             creating: set[str] = set()
             async for backup in self._vbs.iter_backup_details(status="creating", page_size=self._page_size):
+                if len(creating) % self._page_size == 0:
+                    requests += 1
                 if backup.name:
                     creating.add(backup.name)
-            requests += 1 + len(creating) // self._page_size
+            requests = max(requests, 1)
         except CloudError as exc:
             # a failed listing only costs this round: the jobs are asked directly below instead
             log.warning("backups list failed during a poll round (%s); asking the job API", exc)
             self.stats.errors.append(str(exc))
-            creating = set()
+            creating, requests = set(), 1
+        self.stats.list_requests += requests
         now = self._clock()
         for pending in list(self._pending.values()):
             if pending.backup_name in creating and now < pending.deadline:
                 pending.seen_creating = True
                 continue
-            result = await self._ask_job(pending)
+            result = await (self._ask_job(pending) if pending.job_id else self._ask_backup(pending))
             requests += 1
+            self.stats.job_requests += 1
             if result is None and now >= pending.deadline:
+                what = f"job {pending.job_id}" if pending.job_id else f"backup {pending.backup_name}"
                 result = JobResult(
-                    pending.job_id,
-                    "timed_out",
-                    error_reason=f"job {pending.job_id} did not finish before its deadline",
+                    pending.key, "timed_out", error_reason=f"{what} did not finish before its deadline"
                 )
             if result is not None:
-                del self._pending[pending.job_id]
+                del self._pending[pending.key]
                 pending.future.set_result(result)
-        self.stats.list_requests += 1
-        self.stats.job_requests += requests - 1
         self.stats.per_round_max = max(self.stats.per_round_max, requests)
 
     async def _ask_job(self, pending: _Pending) -> JobResult | None:
+        assert pending.job_id is not None
         try:
             job = await self._vbs.get_job(pending.job_id)
         except NotFoundError:
-            return JobResult(pending.job_id, "failed", error_code="common.0011", error_reason="job not found")
+            return JobResult(pending.key, "failed", error_code="common.0011", error_reason="job not found")
         except CloudError as exc:
             log.warning("job %s status unknown this round: %s", pending.job_id, exc)
             return None
         if job.status == "SUCCESS":
-            return JobResult(pending.job_id, "succeeded", backup_id=job.entities.get("backup_id") or None)
+            return JobResult(pending.key, "succeeded", backup_id=job.backup_id)
         if job.status == "FAIL":
             return JobResult(
-                pending.job_id,
+                pending.key,
                 "failed",
-                backup_id=job.entities.get("backup_id") or None,
+                backup_id=job.backup_id,
                 error_code=job.error_code,
                 error_reason=job.fail_reason,
             )
+        return None
+
+    async def _ask_backup(self, pending: _Pending) -> JobResult | None:
+        try:
+            found = await self._vbs.find_backups_by_name(pending.backup_name, pending.volume_id)
+        except CloudError as exc:
+            log.warning("backup %s status unknown this round: %s", pending.backup_name, exc)
+            return None
+        if not found:
+            return JobResult(pending.key, "failed", error_reason=f"backup {pending.backup_name} disappeared")
+        backup = max(found, key=lambda b: (b.created_at, b.id))
+        if backup.status == "available":
+            return JobResult(pending.key, "succeeded", backup_id=backup.id)
+        if backup.status == "error":
+            return JobResult(pending.key, "failed", backup_id=backup.id, error_reason=backup.fail_reason)
         return None

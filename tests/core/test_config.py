@@ -224,7 +224,7 @@ def test_plan_defaults() -> None:
     assert plan.include_system_disk is True
     assert plan.name_prefix == "vbsb"
     assert plan.backup_tags() == {"managed-by": "vbs-backup"}
-    assert (plan.disk_deadline_minutes, plan.max_concurrent_servers, plan.max_concurrent_jobs) == (60, 8, 32)
+    assert (plan.disk_deadline_minutes, plan.max_concurrent_servers, plan.max_concurrent_jobs) == (60, 50, 200)
     assert plan.full_backup_every_days is None
     assert plan.dry_run is False
     assert plan.schedule_timezone == "UTC"
@@ -299,7 +299,7 @@ def test_selection_matches() -> None:
         ({"tag_value": "v" * 44}, "tag_value", "at most 43"),
         ({"disk_deadline_minutes": 0}, "disk_deadline_minutes", "greater than or equal to 1"),
         ({"disk_deadline_minutes": 1441}, "disk_deadline_minutes", "less than or equal to 1440"),
-        ({"max_concurrent_servers": 65}, "max_concurrent_servers", "less than or equal to 64"),
+        ({"max_concurrent_servers": 1001}, "max_concurrent_servers", "less than or equal to 1000"),
         ({"max_concurrent_jobs": 0}, "max_concurrent_jobs", "greater than or equal to 1"),
         ({"full_backup_every_days": 0}, "full_backup_every_days", "greater than or equal to 1"),
         ({"schedule_timezone": "Mars/Olympus"}, "schedule_timezone", "IANA"),

@@ -1,0 +1,17 @@
+"""The nightly flow: back up every disk of every server the plan selects, then apply retention."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.states import State
+
+from vbs_backup.config import BackupPlan
+
+from .pipeline import run_plan
+
+
+@flow(name="nightly-backup", log_prints=True)
+async def nightly_backup(plan: BackupPlan) -> State:
+    """Back up every EVS disk of the selected ECS servers, wait for the jobs, prune old backups, record
+    everything in the ledger. Ends Failed, naming the disks, when any disk failed or timed out."""
+    return await run_plan(plan, flow_name="nightly-backup")

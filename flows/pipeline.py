@@ -1,0 +1,68 @@
+"""The steps every backup flow shares, in order: discover, back up, apply retention, publish, judge.
+
+No HTTP and no SQL here: each step is a task. The run ends Failed, with a message naming the failed
+disks, when any disk failed or timed out, so that alert automations fire; partial success is never green.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from prefect import get_run_logger
+from prefect.states import Completed, Failed, State
+from sqlmodel import Session
+
+from tasks.backup import backup_disk
+from tasks.discovery import discover_servers
+from tasks.report import publish_summary
+from tasks.retention import apply_disk_retention, list_backups
+from tasks.runtime import RunContext, open_run
+from vbs_backup.config import BackupPlan
+from vbs_backup.disk_backups import DiskOutcome
+from vbs_backup.ledger import RunStatus, finish_run
+from vbs_backup.pruning import PruneResult
+from vbs_backup.targets import DiskTarget, ServerTarget
+
+
+async def back_up(ctx: RunContext, servers: Sequence[ServerTarget]) -> list[DiskOutcome]:
+    """Every disk of every server; biggest disks (the longest jobs) first, so the makespan is shortest."""
+
+    async def one_server(server: ServerTarget) -> list[DiskOutcome]:
+        async with ctx.servers_in_flight:
+            disks = sorted(server.disks, key=lambda d: -d.size_gb)
+            return list(await asyncio.gather(*(backup_disk(ctx, disk) for disk in disks)))
+
+    ordered = sorted(servers, key=lambda s: -max((d.size_gb for d in s.disks), default=0))
+    per_server = await asyncio.gather(*(one_server(s) for s in ordered))
+    return [outcome for outcomes in per_server for outcome in outcomes]
+
+
+async def prune(ctx: RunContext, disks: Sequence[DiskTarget]) -> list[PruneResult]:
+    if not disks:
+        return []
+    backups = await list_backups(ctx, disks)
+    return list(
+        await asyncio.gather(*(apply_disk_retention(ctx, d, backups.get(d.volume_id, [])) for d in disks))
+    )
+
+
+async def run_plan(plan: BackupPlan, *, flow_name: str, back_up_disks: bool = True) -> State:
+    """Run one plan end to end and return the flow's final state."""
+    logger = get_run_logger()
+    async with open_run(plan) as ctx:
+        servers = await discover_servers(ctx)
+        disks = [d for s in servers for d in s.disks]
+        logger.info("%d servers, %d disks selected (slot %s)", len(servers), len(disks), ctx.slot.isoformat())
+        outcomes = await back_up(ctx, servers) if back_up_disks and not plan.dry_run else []
+        prunes = await prune(ctx, disks)
+        line = await publish_summary(flow_name, outcomes, prunes)
+        failed = [o for o in outcomes if not o.ok]
+        delete_failures = [f for p in prunes for f in p.delete_failures]
+        status = RunStatus.failed if failed or delete_failures else RunStatus.completed
+        with Session(ctx.engine) as session:
+            finish_run(session=session, run_id=ctx.run_id, status=status, message=line)
+        logger.info(line)
+        if failed or delete_failures:
+            return Failed(message=line)
+        return Completed(message=line)

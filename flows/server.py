@@ -1,0 +1,37 @@
+"""On-demand flows: back up one server now; apply retention alone (a dry run by default)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from prefect import flow
+from prefect.states import State
+from pydantic import Field
+
+from vbs_backup.config import BackupPlan, ServerSelection
+
+from .pipeline import run_plan
+
+
+def plan_for_server(server_id: str, plan: BackupPlan | None) -> BackupPlan:
+    """The given plan (or the defaults) narrowed to one server, in a one-minute slot: an on-demand backup
+    is a new backup, not an adoption of tonight's."""
+    base = plan or BackupPlan(name="on-demand", selection=ServerSelection(ids=[server_id]))
+    return base.model_copy(update={"selection": ServerSelection(ids=[server_id]), "slot_minutes": 1})
+
+
+@flow(name="backup-server")
+async def backup_server(
+    server_id: Annotated[str, Field(title="Server id", description="The ECS server (UUID) to back up now.")],
+    plan: BackupPlan | None = None,
+) -> State:
+    """Back up every disk of one server now, then apply retention to its disks."""
+    return await run_plan(plan_for_server(server_id, plan), flow_name="backup-server")
+
+
+@flow(name="apply-retention")
+async def apply_retention(plan: BackupPlan, dry_run: bool = True) -> State:
+    """Apply the plan's retention without backing anything up; a dry run (the default) only shows it."""
+    return await run_plan(
+        plan.model_copy(update={"dry_run": dry_run}), flow_name="apply-retention", back_up_disks=False
+    )

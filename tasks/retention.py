@@ -1,0 +1,42 @@
+"""Tasks: read the disks' backups in one batch, then apply retention per disk."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from vbs_backup.cloud.models.backups import Backup
+from vbs_backup.pruning import PruneResult, backups_by_volume, prune_disk
+from vbs_backup.targets import DiskTarget
+
+from .runtime import RunContext
+
+
+@task(name="list-backups", cache_policy=NO_CACHE)
+async def list_backups(ctx: RunContext, disks: Sequence[DiskTarget]) -> dict[str, list[Backup]]:
+    """Every backup of these disks, grouped by disk (a few paginated requests for a whole fleet)."""
+    return await backups_by_volume(ctx.client, [d.volume_id for d in disks])
+
+
+@task(task_run_name="retention {disk.server_name} {disk.device}", cache_policy=NO_CACHE)
+async def apply_disk_retention(ctx: RunContext, disk: DiskTarget, backups: list[Backup]) -> PruneResult:
+    """Keep or delete each of this disk's backups, recording every decision and its reason."""
+    result = await prune_disk(
+        client=ctx.client,
+        engine=ctx.engine,
+        run_id=ctx.run_id,
+        volume_id=disk.volume_id,
+        label=disk.label,
+        backups=backups,
+        plan=ctx.plan,
+        now=ctx.time.now(),
+    )
+    logger = get_run_logger()
+    if result.suspended:
+        logger.warning("%s: newest backup attempt failed, nothing pruned", disk.label)
+    verb = "would delete" if ctx.plan.dry_run else "deleted"
+    deleted = sum(1 for d in result.decisions if d.action == "delete")
+    logger.info("%s: kept %d, %s %d", disk.label, result.kept, verb, deleted)
+    return result

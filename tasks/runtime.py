@@ -1,0 +1,154 @@
+"""What the tasks of one flow run share: the cloud client, the ledger engine, the job waiter, the plan,
+the ledger's run row and the schedule slot; and the time source they wait with.
+
+Tasks receive the `RunContext` as an argument (with `cache_policy=NO_CACHE`: it holds live connections and
+must not be hashed). The time source is swappable so that tests drive the emulator's clock instead of
+sleeping: `use_time_source(...)` replaces how long a poll round waits and what "now" is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from prefect import runtime
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from vbs_backup.cloud import CloudClient
+from vbs_backup.config import BackupPlan, ConfigError, Settings
+from vbs_backup.ledger import RunStatus, finish_run, init_db, make_engine, start_run
+from vbs_backup.waiting import JobWaiter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TimeSource:
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    monotonic: Callable[[], float] = time.monotonic
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+_time_source = TimeSource()
+
+
+def time_source() -> TimeSource:
+    return _time_source
+
+
+@contextmanager
+def use_time_source(source: TimeSource) -> Iterator[None]:
+    """Tests: wait and tell time with `source` (e.g. sleeping advances the emulator's clock)."""
+    global _time_source
+    previous, _time_source = _time_source, source
+    try:
+        yield
+    finally:
+        _time_source = previous
+
+
+@dataclass
+class RunContext:
+    settings: Settings
+    plan: BackupPlan
+    client: CloudClient
+    engine: Engine
+    waiter: JobWaiter
+    run_id: int
+    slot: datetime
+    now: datetime
+    jobs_in_flight: asyncio.Semaphore
+    servers_in_flight: asyncio.Semaphore
+    time: TimeSource = field(default_factory=time_source)
+
+
+def connect(settings: Settings) -> CloudClient:
+    """A client for the configured cloud; raises a clear error when credentials are incomplete."""
+    settings.credentials_mode()  # ConfigError naming the missing variables
+    if not settings.project_id:
+        raise ConfigError("VBS_BACKUP_PROJECT_ID is not set (the 32-hex id of the project to back up)")
+    return CloudClient.connect(
+        cloud=str(settings.cloud),
+        region=settings.region,
+        project_id=settings.project_id,
+        ak=settings.ak,
+        sk=settings.sk.get_secret_value() if settings.sk else None,
+        username=settings.username,
+        password=settings.password.get_secret_value() if settings.password else None,
+        domain=settings.domain,
+        endpoint=settings.endpoint,
+        timeout=settings.request_timeout,
+        max_requests_per_second=settings.max_requests_per_second,
+    )
+
+
+def ledger_engine(settings: Settings) -> Engine:
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    return engine
+
+
+def trigger() -> str:
+    """How this run started, for the ledger: a deployment (schedule or UI) or a direct call."""
+    if runtime.deployment.id:
+        return (
+            "scheduled"
+            if runtime.flow_run.tags and "auto-scheduled" in runtime.flow_run.tags
+            else "deployment"
+        )
+    return "direct"
+
+
+@asynccontextmanager
+async def open_run(plan: BackupPlan, *, settings: Settings | None = None) -> AsyncIterator[RunContext]:
+    """Connect, open the ledger and record the run's start; close everything on the way out. The run row
+    is finished by the flow (it knows the outcome); a run that dies here is marked crashed."""
+    settings = settings or Settings()
+    source = time_source()
+    client = connect(settings)
+    try:
+        engine = ledger_engine(settings)
+        with Session(engine) as session:
+            run = start_run(
+                session=session,
+                plan_name=plan.name,
+                trigger=trigger(),
+                flow_run_id=str(runtime.flow_run.id) if runtime.flow_run.id else None,
+                deployment=runtime.deployment.name,
+            )
+            run_id = run.id
+        assert run_id is not None
+        now = source.now()
+        ctx = RunContext(
+            settings=settings,
+            plan=plan,
+            client=client,
+            engine=engine,
+            waiter=JobWaiter(
+                client.vbs, interval=plan.poll_interval_seconds, sleep=source.sleep, clock=source.monotonic
+            ),
+            run_id=run_id,
+            slot=plan.schedule_slot(now),
+            now=now,
+            jobs_in_flight=asyncio.Semaphore(plan.max_concurrent_jobs),
+            servers_in_flight=asyncio.Semaphore(plan.max_concurrent_servers),
+            time=source,
+        )
+        try:
+            yield ctx
+        except BaseException as exc:
+            with Session(engine) as session:
+                finish_run(session=session, run_id=run_id, status=RunStatus.crashed, message=_short(exc))
+            raise
+    finally:
+        await client.close()
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]

@@ -1,0 +1,159 @@
+"""Applying retention to a disk: read its backups, decide with the pure planner, record every decision,
+then delete (unless it is a dry run), writing the intent before each delete call.
+
+A backup is ours only when three marks agree: our name prefix, our ownership marker in its description
+(VBS documents no read of backup tags, so the tag we set is mirrored there) and a ledger row that recorded
+its id. Anything else is never a candidate, whatever the rules say.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from .cloud import CloudClient
+from .cloud.errors import CloudError, NotFoundError
+from .cloud.models.backups import Backup
+from .config import BackupPlan
+from .ledger import DeleteStatus, DiskBackupStatus, mark_delete, newest_attempt, owned_backup_ids
+from .ledger import record_retention_decision as record_decision
+from .retention import BackupRecord, RetentionPlan, plan_retention
+
+log = logging.getLogger(__name__)
+
+FAILED_ATTEMPTS = (DiskBackupStatus.failed, DiskBackupStatus.timed_out)
+# Below this many disks, one filtered listing per disk is cheaper than listing every backup of the project.
+PER_DISK_LISTING_MAX = 5
+
+
+@dataclass
+class DecisionRow:
+    backup_id: str
+    backup_name: str
+    created_at: datetime
+    action: str
+    reasons: str
+    delete_status: str | None = None
+
+
+@dataclass
+class PruneResult:
+    volume_id: str
+    label: str
+    suspended: bool = False
+    kept: int = 0
+    deleted: int = 0
+    delete_failures: list[str] = field(default_factory=list)
+    decisions: list[DecisionRow] = field(default_factory=list)
+
+
+async def backups_by_volume(client: CloudClient, volume_ids: Iterable[str]) -> dict[str, list[Backup]]:
+    """Every backup of these disks, grouped by disk, in as few requests as the fleet allows."""
+    wanted = set(volume_ids)
+    grouped: dict[str, list[Backup]] = defaultdict(list)
+    if len(wanted) <= PER_DISK_LISTING_MAX:
+        for volume_id in sorted(wanted):
+            grouped[volume_id] = [b async for b in client.vbs.iter_backup_details(volume_id=volume_id)]
+        return grouped
+    async for backup in client.vbs.iter_backup_details(page_size=1000):
+        if backup.volume_id in wanted:
+            grouped[backup.volume_id].append(backup)
+    return grouped
+
+
+def to_records(backups: Iterable[Backup], plan: BackupPlan, owned_ids: set[str]) -> list[BackupRecord]:
+    marker = plan.ownership_marker()
+    return [
+        BackupRecord(
+            id=b.id,
+            name=b.name or "",
+            volume_id=b.volume_id,
+            status=str(b.status),
+            created_at=b.created_at,
+            owned=plan.is_own_backup_name(b.name) and b.description == marker and b.id in owned_ids,
+        )
+        for b in backups
+    ]
+
+
+def decide(
+    engine: Engine, volume_id: str, backups: list[Backup], plan: BackupPlan, now: datetime
+) -> RetentionPlan:
+    with Session(engine) as session:
+        owned = owned_backup_ids(session=session, volume_id=volume_id)
+        newest = newest_attempt(session=session, volume_id=volume_id)
+    failed = newest is not None and newest.status in FAILED_ATTEMPTS
+    return plan_retention(to_records(backups, plan, owned), plan.retention, now, newest_attempt_failed=failed)
+
+
+async def prune_disk(
+    *,
+    client: CloudClient,
+    engine: Engine,
+    run_id: int,
+    volume_id: str,
+    label: str,
+    backups: list[Backup],
+    plan: BackupPlan,
+    now: datetime,
+) -> PruneResult:
+    """Decide, record, and (unless `plan.dry_run`) delete. Delete failures are recorded, not raised."""
+    retention = decide(engine, volume_id, backups, plan, now)
+    result = PruneResult(volume_id, label, suspended=retention.pruning_suspended)
+    for decision in retention.decisions:
+        backup = decision.backup
+        with Session(engine) as session:
+            row = record_decision(
+                session=session,
+                run_id=run_id,
+                volume_id=volume_id,
+                backup_id=backup.id,
+                backup_name=backup.name,
+                created_at_cloud=backup.created_at,
+                action=decision.action,
+                reasons=decision.reasons,
+                dry_run=plan.dry_run,
+            )
+            decision_id = row.id
+        shown = DecisionRow(
+            backup.id, backup.name, backup.created_at, decision.action, "; ".join(decision.reasons)
+        )
+        result.decisions.append(shown)
+        if decision.action == "keep":
+            result.kept += 1
+            continue
+        if plan.dry_run:
+            shown.delete_status = "dry run"
+            continue
+        assert decision_id is not None
+        shown.delete_status = await _delete(client, engine, decision_id, backup.id, label, result)
+    return result
+
+
+async def _delete(
+    client: CloudClient, engine: Engine, decision_id: int, backup_id: str, label: str, result: PruneResult
+) -> str:
+    with Session(engine) as session:
+        mark_delete(session=session, decision_id=decision_id, delete_status=DeleteStatus.requested)
+    error = None
+    try:
+        await client.vbs.delete_backup(backup_id)
+    except NotFoundError:
+        pass  # already gone: the goal of the delete is met
+    except CloudError as exc:
+        error = str(exc)
+    with Session(engine) as session:
+        status = DeleteStatus.failed if error else DeleteStatus.done
+        mark_delete(session=session, decision_id=decision_id, delete_status=status, error=error)
+    if error:
+        log.warning("%s: delete of backup %s failed: %s", label, backup_id, error)
+        result.delete_failures.append(f"{backup_id}: {error}")
+        return "failed"
+    result.deleted += 1
+    return "done"
