@@ -23,11 +23,11 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-from prefect.testing.utilities import prefect_test_harness  # noqa: E402
-from sqlalchemy import Engine  # noqa: E402
+from prefect.testing.utilities import prefect_test_harness
+from sqlalchemy import Engine
 
-from tasks.runtime import TimeSource, use_time_source  # noqa: E402
-from vbs_backup.ledger import init_db, make_engine  # noqa: E402
+from tasks.runtime import TimeSource, use_time_source
+from vbs_backup.ledger import init_db, make_engine
 
 
 @pytest.fixture(scope="session", autouse=True)
