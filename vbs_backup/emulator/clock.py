@@ -12,6 +12,11 @@ import time
 from datetime import UTC, datetime, timedelta
 
 
+def real_now() -> datetime:
+    """The real current UTC time, rounded down to the second."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
 class Clock:
     """Virtual UTC time. Subclasses decide how it moves."""
 
@@ -27,10 +32,15 @@ class Clock:
 
 
 class ManualClock(Clock):
-    """Stands still until `advance` is called."""
+    """Stands still until `advance` (or `set`) is called.
+
+    Without `start` it begins at the real current time, rounded down to the second: timestamps then look
+    current and a client that signs AK/SK requests with its real clock is within the gateway's +-15 min
+    window (reference §5c) until the clock is advanced far.
+    """
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self._now = start or real_now()
         self._lock = threading.Lock()
 
     def now(self) -> datetime:

@@ -10,6 +10,7 @@ The backend raises these; the app turns any of them into a response with `to_res
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -66,7 +67,8 @@ class GatewayError(EmulatorError):
     def headers(self) -> dict[str, str]:
         if self.retry_after is None:
             return {}
-        return {"Retry-After": str(max(1, round(self.retry_after)))}
+        # Rounded up: a caller that waits exactly Retry-After seconds must find a token in the bucket.
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
 
 
 class KeystoneError(EmulatorError):

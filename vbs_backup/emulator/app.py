@@ -1,0 +1,72 @@
+"""The emulator's ASGI application: every service's routes behind the gateway middleware.
+
+`create_app(state, fleet=...)` builds one Starlette app serving IAM, ECS, EVS, VBS (when the `vbs` package
+is present) and the `/_emulator` control API, with the `Gateway` middleware in front. `app.state` holds
+the `CloudState` (`cloud`), the fleet it started with (`fleet`, reloaded by `POST /_emulator/reset`),
+the fault rules (`faults`) and the rate limiter (`rate_limiter`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from . import control, ecs, evs, iam
+from .faults import FaultInjector, RateLimiter
+from .fleet import FleetModel, apply_fleet, load_fleet
+from .gateway import Gateway
+from .state import CloudState
+
+
+def _vbs_module() -> Any | None:
+    # The VBS service is built in parallel; serve without it until it exists. Checking for the package
+    # (instead of catching ImportError) keeps a real import error inside it loud.
+    if importlib.util.find_spec(f"{__package__}.vbs") is None:
+        return None
+    module = importlib.import_module(f"{__package__}.vbs")
+    # A half-written package (no `routes`/`install` yet) is treated as absent.
+    return module if hasattr(module, "routes") and hasattr(module, "install") else None
+
+
+def create_app(
+    state: CloudState | None = None,
+    *,
+    fleet: dict[str, Any] | FleetModel | Path | str | None = None,
+    wall_clock: Callable[[], float] = time.time,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Starlette:
+    """An emulator app over `state` (a fresh `CloudState` by default), with `fleet` loaded into it.
+
+    `wall_clock` (real time, for the AK/SK signature window) and `monotonic` (for the rate limiter) are
+    test seams; the emulator's own virtual time is `state.clock`.
+    """
+    state = state if state is not None else CloudState()
+    fleet_model = load_fleet(fleet) if fleet is not None else None
+    if fleet_model is not None:
+        apply_fleet(state, fleet_model)
+
+    routes: list[BaseRoute] = [*control.routes(), *iam.routes(), *ecs.routes(), *evs.routes()]
+    vbs = _vbs_module()
+    if vbs is not None:
+        routes += vbs.routes()
+        vbs.install(state)
+
+    faults = FaultInjector()
+    rate_limiter = RateLimiter(monotonic)
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(Gateway, faults=faults, rate_limiter=rate_limiter, wall_clock=wall_clock)],
+    )
+    app.state.cloud = state
+    app.state.fleet = fleet_model
+    app.state.faults = faults
+    app.state.rate_limiter = rate_limiter
+    return app
