@@ -38,3 +38,79 @@ async def test_every_disk_of_every_selected_server_is_backed_up(cloud_env, virtu
         5,
         0,
     )
+
+
+def ops(emulator, operation: str) -> int:
+    return sum(1 for entry in emulator.state.request_log if entry[0] == operation)
+
+
+def project_of(emulator):
+    return emulator.state.projects[emulator.project_id]
+
+
+async def test_one_failing_disk_fails_the_run_and_the_others_are_recorded(cloud_env, virtual_time, ledger):
+    failing = "799600d6-5263-432d-84cf-6130bcb70380"  # db-01 /dev/vdb
+    cloud_env.control("POST", "/job_faults", json={"mode": "fail", "volume_id": failing}).raise_for_status()
+
+    state = await nightly_backup(plan(), return_state=True)
+
+    assert state.is_failed()
+    assert "db-01 /dev/vdb" in state.message and "VolumeBackup.0064" in state.message
+    with Session(ledger) as session:
+        rows = {r.volume_id: r for r in session.exec(select(DiskBackup)).all()}
+        run = session.exec(select(Run)).one()
+    assert rows[failing].status.value == "failed" and rows[failing].error_code == "VolumeBackup.0064"
+    assert rows[failing].backup_id  # the failed backup is known, so it can be cleaned up later
+    assert {r.status.value for v, r in rows.items() if v != failing} == {"succeeded"}
+    assert (run.status.value, run.disks_succeeded, run.disks_failed) == ("failed", 4, 1)
+    statuses = {b.volume_id: b.status for b in project_of(cloud_env).backups.values()}
+    assert statuses.pop(failing) == "error"
+    assert set(statuses.values()) == {"available"}
+
+
+async def test_a_create_whose_answer_was_lost_is_adopted_not_duplicated(cloud_env, virtual_time, ledger):
+    fault = {"operation": "vbs.create_backup", "kind": "drop_after", "count": 1}
+    cloud_env.control("POST", "/faults", json=fault).raise_for_status()
+
+    state = await nightly_backup(plan(), return_state=True)
+
+    assert state.is_completed(), state.message
+    backups = list(project_of(cloud_env).backups.values())
+    assert len(backups) == 5 and len({b.volume_id for b in backups}) == 5
+    assert ops(cloud_env, "vbs.create_backup") == 5  # the lost one was looked up, not sent again
+    with Session(ledger) as session:
+        statuses = sorted(r.status.value for r in session.exec(select(DiskBackup)).all())
+    assert statuses == ["adopted", "succeeded", "succeeded", "succeeded", "succeeded"]
+
+
+async def test_unknown_server_fails_before_any_backup(cloud_env, virtual_time, ledger):
+    bad = plan(selection={"ids": [WEB, "00000000-0000-4000-8000-000000000000"]})
+
+    state = await nightly_backup(bad, return_state=True)
+
+    assert state.is_failed()
+    assert "unknown server id" in state.message and "00000000-0000-4000-8000-000000000000" in state.message
+    assert ops(cloud_env, "vbs.create_backup") == 0 and not project_of(cloud_env).backups
+
+
+async def test_wrong_credentials_fail_before_any_backup_and_leak_nothing(cloud_env, virtual_time, monkeypatch):
+    monkeypatch.setenv("VBS_BACKUP_SK", "not-the-secret-0123456789")
+
+    state = await nightly_backup(plan(), return_state=True)
+
+    assert state.is_failed()
+    assert "APIGW.0301" in state.message and "not-the-secret" not in state.message
+    assert ops(cloud_env, "vbs.create_backup") == 0 and not project_of(cloud_env).backups
+
+
+async def test_dry_run_creates_and_deletes_nothing(cloud_env, virtual_time, ledger):
+    state = await nightly_backup(plan(), return_state=True)
+    assert state.is_completed()
+    before = set(project_of(cloud_env).backups)
+    cloud_env.state.clock.advance(86400)
+
+    state = await nightly_backup(plan(dry_run=True, retention={"keep_last": 1, "min_successful": 1}), return_state=True)
+
+    assert state.is_completed(), state.message
+    assert set(project_of(cloud_env).backups) == before
+    assert ops(cloud_env, "vbs.delete_backup") == 0
