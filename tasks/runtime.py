@@ -21,7 +21,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from vbs_backup.cloud import CloudClient
-from vbs_backup.config import BackupPlan, ConfigError, Settings
+from vbs_backup.config import BackupPlan, Settings
+from vbs_backup.connection import connect
 from vbs_backup.ledger import RunStatus, finish_run, init_db, make_engine, start_run
 from vbs_backup.waiting import JobWaiter
 
@@ -66,26 +67,6 @@ class RunContext:
     jobs_in_flight: asyncio.Semaphore
     servers_in_flight: asyncio.Semaphore
     time: TimeSource = field(default_factory=time_source)
-
-
-def connect(settings: Settings) -> CloudClient:
-    """A client for the configured cloud; raises a clear error when credentials are incomplete."""
-    settings.credentials_mode()  # ConfigError naming the missing variables
-    if not settings.project_id:
-        raise ConfigError("VBS_BACKUP_PROJECT_ID is not set (the 32-hex id of the project to back up)")
-    return CloudClient.connect(
-        cloud=str(settings.cloud),
-        region=settings.region,
-        project_id=settings.project_id,
-        ak=settings.ak,
-        sk=settings.sk.get_secret_value() if settings.sk else None,
-        username=settings.username,
-        password=settings.password.get_secret_value() if settings.password else None,
-        domain=settings.domain,
-        endpoint=settings.endpoint,
-        timeout=settings.request_timeout,
-        max_requests_per_second=settings.max_requests_per_second,
-    )
 
 
 def ledger_engine(settings: Settings) -> Engine:

@@ -96,3 +96,59 @@ def emulator(
         pass
     finally:
         server.stop()
+
+
+@app.command()
+def report(
+    limit: Annotated[int, typer.Option(min=1, help="How many recent runs to show.")] = 10,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="Ledger URL (default: VBS_BACKUP_DATABASE_URL or the local SQLite file)."),
+    ] = None,
+) -> None:
+    """Recent runs and, per protected disk, the age of its newest good backup."""
+    from rich.console import Console
+
+    from vbs_backup.config import Settings
+    from vbs_backup.ledger import init_db, make_engine
+    from vbs_backup.reporting import protection_table, runs_table
+
+    url = database_url or Settings().database_url
+    engine = make_engine(url)
+    init_db(engine)
+    console = Console()
+    console.print(runs_table(engine, limit=limit))
+    console.print(protection_table(engine))
+
+
+@app.command()
+def plan(
+    plan_file: Annotated[Path, typer.Option("--plan", exists=True, dir_okay=False, help="Plan YAML file.")],
+) -> None:
+    """Validate a plan and show the servers and disks it selects in the configured cloud (no changes)."""
+    import asyncio
+
+    from rich.console import Console
+
+    from vbs_backup.config import ConfigError, PlanError, Settings, load_plan
+    from vbs_backup.connection import connect
+    from vbs_backup.reporting import targets_table
+    from vbs_backup.targets import SelectionError, discover_targets
+
+    try:
+        backup_plan = load_plan(plan_file)
+        client = connect(Settings())
+    except (PlanError, ConfigError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+    async def discover():
+        async with client:
+            return await discover_targets(client, backup_plan)
+
+    try:
+        servers = asyncio.run(discover())
+    except SelectionError as exc:
+        typer.echo(f"plan {plan_file}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    Console().print(targets_table(servers, backup_plan))

@@ -1,0 +1,58 @@
+"""The full `vbs-backup` command: the core commands of `vbs_backup.cli` plus those that run Prefect flows
+(`run`, `demo`). Kept out of the core package, which never imports Prefect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vbs_backup.cli import app
+
+__all__ = ["app"]
+
+
+def prefect_defaults() -> None:
+    """Quiet, patient ephemeral Prefect unless the user configured otherwise (see reference notes)."""
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@app.command()
+def run(
+    plan_file: Annotated[Path, typer.Option("--plan", exists=True, dir_okay=False, help="Plan YAML file.")],
+) -> None:
+    """Run the nightly flow once against the configured cloud (VBS_BACKUP_* settings). Exit 1 if it failed."""
+    import asyncio
+
+    from vbs_backup.config import PlanError, load_plan
+
+    try:
+        backup_plan = load_plan(plan_file)
+    except PlanError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    prefect_defaults()
+    from flows.nightly import nightly_backup
+
+    state = asyncio.run(nightly_backup(backup_plan, return_state=True))
+    typer.echo(f"{state.name}: {state.message}")
+    if not state.is_completed():
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    speed: Annotated[
+        float, typer.Option(min=1, help="Emulator speed: virtual seconds per real second.")
+    ] = 60.0,
+) -> None:
+    """Back up a sample fleet twice on the embedded emulator (one disk made to fail), then show the results."""
+    prefect_defaults()
+    from deployments.demo import run_demo
+
+    raise typer.Exit(run_demo(speed=speed))

@@ -1,0 +1,26 @@
+"""A cloud client built from `Settings` (environment / .env), with one clear error when credentials or
+the project id are missing."""
+
+from __future__ import annotations
+
+from .cloud import CloudClient
+from .config import ConfigError, Settings
+
+
+def connect(settings: Settings) -> CloudClient:
+    settings.credentials_mode()  # ConfigError naming the missing variables, never their values
+    if not settings.project_id:
+        raise ConfigError("VBS_BACKUP_PROJECT_ID is not set (the 32-hex id of the project to back up)")
+    return CloudClient.connect(
+        cloud=str(settings.cloud),
+        region=settings.region,
+        project_id=settings.project_id,
+        ak=settings.ak,
+        sk=settings.sk.get_secret_value() if settings.sk else None,
+        username=settings.username,
+        password=settings.password.get_secret_value() if settings.password else None,
+        domain=settings.domain,
+        endpoint=settings.endpoint,
+        timeout=settings.request_timeout,
+        max_requests_per_second=settings.max_requests_per_second,
+    )
