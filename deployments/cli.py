@@ -51,7 +51,7 @@ def demo(
         float, typer.Option(min=1, help="Emulator speed: virtual seconds per real second.")
     ] = 60.0,
 ) -> None:
-    """Back up a sample fleet twice on the embedded emulator (one disk made to fail), then show the results."""
+    """Back up a sample fleet twice on the embedded emulator (one disk made to fail); show the results."""
     prefect_defaults()
     from deployments.demo import run_demo
 

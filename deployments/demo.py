@@ -81,7 +81,8 @@ def run_demo(*, speed: float) -> int:
     console.print(runs_table(engine))
     console.print(protection_table(engine))
     console.print(
-        f"Ledger: [bold]{ledger}[/]  (see it again with: VBS_BACKUP_DATABASE_URL=sqlite:///{ledger} vbs-backup report)"
+        f"Ledger: [bold]{ledger}[/]\n"
+        f"See it again with: VBS_BACKUP_DATABASE_URL=sqlite:///{ledger} vbs-backup report"
     )
     console.print(
         "Both nights end Failed on purpose: one disk fails, and a failed disk must never look green."
