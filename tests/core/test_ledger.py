@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlmodel import Session, select
 
+from tests.pg import fresh_schema_url
 from vbs_backup.ledger import (
     DeleteStatus,
     DiskBackup,
@@ -41,17 +40,7 @@ from vbs_backup.ledger import (
     start_run,
 )
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 T0 = datetime(2024, 3, 5, 2, 0, tzinfo=UTC)
-
-
-def _postgres_url_or_skip() -> str:
-    try:
-        with psycopg.connect(PG_URL, connect_timeout=3):
-            pass
-    except psycopg.Error as exc:
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}".strip())
-    return PG_URL
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -63,19 +52,11 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         yield eng
         eng.dispose()
         return
-    base = _postgres_url_or_skip()
-    schema = f"test_ledger_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        # libpq options in the URL: every connection of this engine works in the fresh schema.
-        eng = make_engine(f"{base}?options=-csearch_path%3D{schema}")
+    with fresh_schema_url("test_ledger") as url:
+        eng = make_engine(url)
         init_db(eng)
         yield eng
         eng.dispose()
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture

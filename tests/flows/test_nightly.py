@@ -93,7 +93,9 @@ async def test_unknown_server_fails_before_any_backup(cloud_env, virtual_time, l
     assert ops(cloud_env, "vbs.create_backup") == 0 and not project_of(cloud_env).backups
 
 
-async def test_wrong_credentials_fail_before_any_backup_and_leak_nothing(cloud_env, virtual_time, monkeypatch):
+async def test_wrong_credentials_fail_before_any_backup_and_leak_nothing(
+    cloud_env, virtual_time, monkeypatch
+):
     monkeypatch.setenv("VBS_BACKUP_SK", "not-the-secret-0123456789")
 
     state = await nightly_backup(plan(), return_state=True)
@@ -109,7 +111,9 @@ async def test_dry_run_creates_and_deletes_nothing(cloud_env, virtual_time, ledg
     before = set(project_of(cloud_env).backups)
     cloud_env.state.clock.advance(86400)
 
-    state = await nightly_backup(plan(dry_run=True, retention={"keep_last": 1, "min_successful": 1}), return_state=True)
+    state = await nightly_backup(
+        plan(dry_run=True, retention={"keep_last": 1, "min_successful": 1}), return_state=True
+    )
 
     assert state.is_completed(), state.message
     assert set(project_of(cloud_env).backups) == before

@@ -28,11 +28,17 @@ def plan(**overrides) -> BackupPlan:
 async def foreign_backups(emulator) -> set[str]:
     """A look-alike manual backup (our prefix, not our description, no ledger row) and a policy backup."""
     client = CloudClient.connect(
-        region="eu-west-0", project_id=emulator.project_id, ak=emulator.ak, sk=emulator.sk,
-        endpoint=emulator.url, retry=RetryPolicy(wait=False),
+        region="eu-west-0",
+        project_id=emulator.project_id,
+        ak=emulator.ak,
+        sk=emulator.sk,
+        endpoint=emulator.url,
+        retry=RetryPolicy(wait=False),
     )
     async with client:
-        job = await client.vbs.create_backup(WEB_DATA, "vbsb-web-01-vdb-190001010000", description="someone else")
+        job = await client.vbs.create_backup(
+            WEB_DATA, "vbsb-web-01-vdb-190001010000", description="someone else"
+        )
         emulator.state.clock.advance(3600)
         await client.vbs.get_job(job)
         request = CreatePolicyRequest(
@@ -48,7 +54,9 @@ async def foreign_backups(emulator) -> set[str]:
     return {b.id for b in backups}
 
 
-async def test_retention_deletes_what_the_planner_decided_and_nothing_foreign(cloud_env, virtual_time, ledger):
+async def test_retention_deletes_what_the_planner_decided_and_nothing_foreign(
+    cloud_env, virtual_time, ledger
+):
     foreign = await foreign_backups(cloud_env)
     project = cloud_env.state.projects[cloud_env.project_id]
     ours_by_night: list[set[str]] = []
