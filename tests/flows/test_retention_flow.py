@@ -1,4 +1,4 @@
-"""Retention over several nights: exactly what the planner decided is deleted, never a backup we do not own."""
+"""Retention over several nights: what the planner decided is deleted, never a backup we do not own."""
 
 from __future__ import annotations
 

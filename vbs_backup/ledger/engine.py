@@ -5,22 +5,41 @@ Nothing here connects at import time; ``make_engine`` only prepares, the first s
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
 
-from vbs_backup.ledger import tables as _tables  # noqa: F401  (registers the tables)
+__all__ = ["init_db", "ledger_tables", "make_engine", "normalize_url"]
 
-__all__ = ["LEDGER_TABLES", "init_db", "make_engine", "normalize_url"]
 
-# Only our tables: SQLModel.metadata is shared by every SQLModel table imported in the process.
-LEDGER_TABLES = tuple(
-    SQLModel.metadata.tables[name] for name in ("runs", "disk_backups", "retention_decisions")
-)
+
+def ledger_tables() -> list[Table]:
+    """Every table defined in a module of this package (importing them all first), and no other: the
+    SQLModel metadata is shared by every SQLModel table imported in the process. A feature adds its tables
+    in a module of its own here and they are created with the rest."""
+    package = importlib.import_module("vbs_backup.ledger")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"vbs_backup.ledger.{module.name}")
+    return [
+        cls.__table__  # type: ignore[attr-defined]
+        for cls in _all_subclasses(SQLModel)
+        if cls.__module__.startswith("vbs_backup.ledger.") and hasattr(cls, "__table__")
+    ]
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    found = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found
+
 
 # How long a SQLite writer waits for another one (another worker thread, the CLI) before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -76,4 +95,4 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def init_db(engine: Engine) -> None:
     """Create the ledger's tables if they do not exist (safe to call at every start)."""
-    SQLModel.metadata.create_all(engine, tables=list(LEDGER_TABLES))
+    SQLModel.metadata.create_all(engine, tables=ledger_tables())
