@@ -7,11 +7,15 @@ from prefect.states import State
 
 from vbs_backup.config import BackupPlan
 
+from .params import Credentials
 from .pipeline import run_plan
 
 
 @flow(name="nightly-backup", log_prints=True)
-async def nightly_backup(plan: BackupPlan) -> State:
+async def nightly_backup(
+    plan: BackupPlan,
+    credentials: Credentials = None,
+) -> State:
     """Back up every EVS disk of the selected ECS servers, wait for the jobs, prune old backups, record
     everything in the ledger. Ends Failed, naming the disks, when any disk failed or timed out."""
-    return await run_plan(plan, flow_name="nightly-backup")
+    return await run_plan(plan, flow_name="nightly-backup", credentials=credentials)

@@ -47,10 +47,12 @@ async def prune(ctx: RunContext, disks: Sequence[DiskTarget]) -> list[PruneResul
     )
 
 
-async def run_plan(plan: BackupPlan, *, flow_name: str, back_up_disks: bool = True) -> State:
+async def run_plan(
+    plan: BackupPlan, *, flow_name: str, back_up_disks: bool = True, credentials: str | None = None
+) -> State:
     """Run one plan end to end and return the flow's final state."""
     logger = get_run_logger()
-    async with open_run(plan) as ctx:
+    async with open_run(plan, credentials=credentials) as ctx:
         servers = await discover_servers(ctx)
         disks = [d for s in servers for d in s.disks]
         logger.info("%d servers, %d disks selected (slot %s)", len(servers), len(disks), ctx.slot.isoformat())

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from vbs_backup.config import BackupPlan, ServerSelection
 
+from .params import Credentials
 from .pipeline import run_plan
 
 
@@ -24,14 +25,24 @@ def plan_for_server(server_id: str, plan: BackupPlan | None) -> BackupPlan:
 async def backup_server(
     server_id: Annotated[str, Field(title="Server id", description="The ECS server (UUID) to back up now.")],
     plan: BackupPlan | None = None,
+    credentials: Credentials = None,
 ) -> State:
     """Back up every disk of one server now, then apply retention to its disks."""
-    return await run_plan(plan_for_server(server_id, plan), flow_name="backup-server")
+    return await run_plan(
+        plan_for_server(server_id, plan), flow_name="backup-server", credentials=credentials
+    )
 
 
 @flow(name="apply-retention")
-async def apply_retention(plan: BackupPlan, dry_run: bool = True) -> State:
+async def apply_retention(
+    plan: BackupPlan,
+    dry_run: Annotated[bool, Field(title="Dry run", description="Only show what would be deleted.")] = True,
+    credentials: Credentials = None,
+) -> State:
     """Apply the plan's retention without backing anything up; a dry run (the default) only shows it."""
     return await run_plan(
-        plan.model_copy(update={"dry_run": dry_run}), flow_name="apply-retention", back_up_disks=False
+        plan.model_copy(update={"dry_run": dry_run}),
+        flow_name="apply-retention",
+        back_up_disks=False,
+        credentials=credentials,
     )

@@ -69,6 +69,37 @@ class RunContext:
     time: TimeSource = field(default_factory=time_source)
 
 
+def load_settings(credentials: str | None = None) -> Settings:
+    """Settings for one flow run: the `VBS_BACKUP_` environment, or (when a deployment names one) a
+    saved credentials block. Block loading is wired in by the deployments layer."""
+    if credentials is None:
+        return Settings()
+    from deployments.blocks import settings_from_block  # Prefect wiring lives in deployments/
+
+    return settings_from_block(credentials)
+
+
+@dataclass
+class CloudContext:
+    """What a flow that is not a backup plan needs: settings, a connected client, the ledger."""
+
+    settings: Settings
+    client: CloudClient
+    engine: Engine
+    time: TimeSource
+
+
+@asynccontextmanager
+async def open_cloud(credentials: str | None = None) -> AsyncIterator[CloudContext]:
+    """Connect to the cloud and open the ledger for one flow run; the client is closed on the way out."""
+    settings = load_settings(credentials)
+    client = connect(settings)
+    try:
+        yield CloudContext(settings, client, ledger_engine(settings), time_source())
+    finally:
+        await client.close()
+
+
 def ledger_engine(settings: Settings) -> Engine:
     engine = make_engine(settings.database_url)
     init_db(engine)
@@ -87,10 +118,10 @@ def trigger() -> str:
 
 
 @asynccontextmanager
-async def open_run(plan: BackupPlan, *, settings: Settings | None = None) -> AsyncIterator[RunContext]:
+async def open_run(plan: BackupPlan, *, credentials: str | None = None) -> AsyncIterator[RunContext]:
     """Connect, open the ledger and record the run's start; close everything on the way out. The run row
     is finished by the flow (it knows the outcome); a run that dies here is marked crashed."""
-    settings = settings or Settings()
+    settings = load_settings(credentials)
     source = time_source()
     client = connect(settings)
     try:
