@@ -12,6 +12,8 @@ from vbs_backup.cli import app
 
 __all__ = ["app"]
 
+# Feature commands register themselves on `app` when imported (one module per feature, deployments/cmd_*.py):
+
 
 def prefect_defaults() -> None:
     """Quiet, patient ephemeral Prefect unless the user configured otherwise (see reference notes)."""
