@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from .cloud import CloudClient
-from .cloud.errors import CloudError, NotFoundError
+from .cloud.errors import BadRequestError, CloudError, NotFoundError
 from .cloud.models.backups import Backup
 from .config import BackupPlan
 from .ledger import DeleteStatus, DiskBackupStatus, mark_delete, newest_attempt, owned_backup_ids
@@ -65,6 +65,15 @@ async def backups_by_volume(client: CloudClient, volume_ids: Iterable[str]) -> d
         if backup.volume_id in wanted:
             grouped[backup.volume_id].append(backup)
     return grouped
+
+
+async def _going_away(client: CloudClient, backup_id: str) -> bool:
+    try:
+        return str((await client.vbs.get_backup(backup_id)).status) == "deleting"
+    except NotFoundError:
+        return True
+    except CloudError:
+        return False
 
 
 def to_records(backups: Iterable[Backup], plan: BackupPlan, owned_ids: set[str]) -> list[BackupRecord]:
@@ -146,6 +155,10 @@ async def _delete(
         await client.vbs.delete_backup(backup_id)
     except NotFoundError:
         pass  # already gone: the goal of the delete is met
+    except BadRequestError as exc:
+        # A DELETE re-sent after a lost answer finds the backup already `deleting` (400, Cinder style).
+        if not await _going_away(client, backup_id):
+            error = str(exc)
     except CloudError as exc:
         error = str(exc)
     with Session(engine) as session:

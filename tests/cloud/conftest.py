@@ -13,6 +13,10 @@ Built on `tests/conftest.py`'s `emulator` (a live uvicorn emulator reset to `exa
 * `vtime`         - virtual time for `wait_for_job`: its `sleep` never waits, it advances a fake monotonic
                     clock (and, when asked, the emulator's clock through the control API).
 
+Helpers the test modules import: `connect(handle, ...)` (an AK/SK client for any project handle),
+`wait(client, job_id, vtime=None, ...)` (`wait_for_job` without real waiting) and `backup_now(...)`
+(create a backup and wait for it).
+
 Nothing here mocks the client or the emulator; the only stand-ins are clocks.
 """
 

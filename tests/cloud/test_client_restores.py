@@ -48,6 +48,7 @@ async def test_restore_native_backup_answers_202_without_a_job(client, emulator,
 
 
 async def test_restore_onto_an_attached_disk_is_refused_0205(client, fleet):
+    # API-level enforcement is unconfirmed (§2.3, §8.11); the emulator rejects by default (configurable).
     volume_id = fleet.volume["web-01-data"]
     backup_id = await backup_now(client, volume_id, "restore-in-use")
 
