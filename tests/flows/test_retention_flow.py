@@ -100,3 +100,26 @@ async def test_apply_retention_is_a_dry_run_by_default(cloud_env, virtual_time, 
     with Session(ledger) as session:
         shown = session.exec(select(RetentionDecision).where(RetentionDecision.dry_run == True)).all()  # noqa: E712
     assert sum(1 for d in shown if d.action == "delete") == 5  # one per disk: the oldest of three
+
+
+async def test_a_delete_whose_answer_was_lost_is_recorded_as_done(cloud_env, virtual_time, ledger):
+    for _night in range(2):
+        assert (await nightly_backup(plan(retention={"keep_last": 5}), return_state=True)).is_completed()
+        cloud_env.state.clock.advance(DAY)
+    fault = {"operation": "vbs.delete_backup", "kind": "drop_after", "count": 1}
+    cloud_env.control("POST", "/faults", json=fault).raise_for_status()
+
+    state = await apply_retention(
+        plan(retention={"keep_last": 1, "min_successful": 1}), dry_run=False, return_state=True
+    )
+
+    assert state.is_completed(), state.message
+    with Session(ledger) as session:
+        deletes = session.exec(select(RetentionDecision).where(RetentionDecision.action == "delete")).all()
+    assert len(deletes) == 5 and {d.delete_status.value for d in deletes} == {"done"}
+    sent = [e for e in cloud_env.state.request_log if e[0] == "vbs.delete_backup"]
+    assert len(sent) == 6 and sum(1 for e in sent if e[3] == 400) == 1  # the re-sent one found it deleting
+    project = cloud_env.state.projects[cloud_env.project_id]
+    assert all(
+        project.backups[d.backup_id].status == "deleting" for d in deletes if d.backup_id in project.backups
+    )
