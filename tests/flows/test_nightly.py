@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlmodel import Session, select
 
 from flows.nightly import nightly_backup
@@ -118,3 +120,56 @@ async def test_dry_run_creates_and_deletes_nothing(cloud_env, virtual_time, ledg
     assert state.is_completed(), state.message
     assert set(project_of(cloud_env).backups) == before
     assert ops(cloud_env, "vbs.delete_backup") == 0
+
+
+async def test_a_failed_job_is_submitted_once_more_when_the_plan_says_so(cloud_env, virtual_time, ledger):
+    failing = "799600d6-5263-432d-84cf-6130bcb70380"  # db-01 /dev/vdb fails once, then works
+    fault = {"mode": "fail", "volume_id": failing, "count": 1}
+    cloud_env.control("POST", "/job_faults", json=fault).raise_for_status()
+
+    state = await nightly_backup(plan(retry_failed_job_once=True), return_state=True)
+
+    assert state.is_completed(), state.message
+    assert ops(cloud_env, "vbs.create_backup") == 6
+    statuses = sorted(b.status for b in project_of(cloud_env).backups.values() if b.volume_id == failing)
+    assert statuses == ["available", "error"]
+    with Session(ledger) as session:
+        row = session.exec(select(DiskBackup).where(DiskBackup.volume_id == failing)).one()
+    assert (row.status.value, row.attempts, row.error_code) == ("succeeded", 2, None)
+
+
+async def test_a_job_that_never_ends_times_out_at_the_disk_deadline(cloud_env, virtual_time, ledger):
+    hanging = "a26eae5c-ba50-45e5-bfa5-43f8f6bf95af"  # db-01 /dev/vdc
+    cloud_env.control("POST", "/job_faults", json={"mode": "hang", "volume_id": hanging}).raise_for_status()
+
+    state = await nightly_backup(plan(disk_deadline_minutes=30), return_state=True)
+
+    assert state.is_failed() and "db-01 /dev/vdc (timed_out)" in state.message
+    with Session(ledger) as session:
+        rows = {r.volume_id: r.status.value for r in session.exec(select(DiskBackup)).all()}
+    assert rows.pop(hanging) == "timed_out" and set(rows.values()) == {"succeeded"}
+
+
+async def test_results_are_published_as_artifacts(cloud_env, virtual_time):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    state = await nightly_backup(plan(), return_state=True)
+
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    by_key = {a.key: a for a in artifacts}
+    assert {"nightly-backup-disks", "nightly-backup-retention", "nightly-backup-summary"} <= set(by_key)
+    disks = by_key["nightly-backup-disks"].data
+    rows = json.loads(disks) if isinstance(disks, str) else disks
+    assert sorted((r["server"], r["device"], r["status"]) for r in rows) == [
+        ("db-01", "/dev/vda", "succeeded"),
+        ("db-01", "/dev/vdb", "succeeded"),
+        ("db-01", "/dev/vdc", "succeeded"),
+        ("web-01", "/dev/vda", "succeeded"),
+        ("web-01", "/dev/vdb", "succeeded"),
+    ]
