@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -23,6 +24,7 @@ from .cloud.models.backups import Backup
 from .config import BackupPlan
 from .ledger import DeleteStatus, DiskBackupStatus, mark_delete, newest_attempt, owned_backup_ids
 from .ledger import record_retention_decision as record_decision
+from .ledger.restores import verified_backup_ids
 from .retention import BackupRecord, RetentionPlan, plan_retention
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,12 @@ async def _going_away(client: CloudClient, backup_id: str) -> bool:
         return False
 
 
-def to_records(backups: Iterable[Backup], plan: BackupPlan, owned_ids: set[str]) -> list[BackupRecord]:
+def to_records(
+    backups: Iterable[Backup],
+    plan: BackupPlan,
+    owned_ids: set[str],
+    verified_ids: AbstractSet[str] = frozenset(),
+) -> list[BackupRecord]:
     marker = plan.ownership_marker()
     return [
         BackupRecord(
@@ -86,6 +93,7 @@ def to_records(backups: Iterable[Backup], plan: BackupPlan, owned_ids: set[str])
             status=str(b.status),
             created_at=b.created_at,
             owned=plan.is_own_backup_name(b.name) and b.description == marker and b.id in owned_ids,
+            verified=b.id in verified_ids,
         )
         for b in backups
     ]
@@ -96,9 +104,11 @@ def decide(
 ) -> RetentionPlan:
     with Session(engine) as session:
         owned = owned_backup_ids(session=session, volume_id=volume_id)
+        verified = verified_backup_ids(session=session, volume_id=volume_id)
         newest = newest_attempt(session=session, volume_id=volume_id)
     failed = newest is not None and newest.status in FAILED_ATTEMPTS
-    return plan_retention(to_records(backups, plan, owned), plan.retention, now, newest_attempt_failed=failed)
+    records = to_records(backups, plan, owned, verified)
+    return plan_retention(records, plan.retention, now, newest_attempt_failed=failed)
 
 
 async def prune_disk(

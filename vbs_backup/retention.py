@@ -16,6 +16,7 @@ On top of the rules, safety rules that hold for every input (and that the proper
    them at any time. Because every other backup is kept anyway, the disk never drops below
    ``min(min_successful, number of available backups)`` available backups.
 3. When the newest backup attempt of the disk failed, nothing is deleted at all (fail closed).
+4. With ``min_verified`` the newest N of our successful backups that passed a restore drill are kept too.
 """
 
 from __future__ import annotations
@@ -105,6 +106,13 @@ class RetentionRules(BaseModel):
         title="Minimum successful backups",
         description="The newest N successful backups of each disk are always kept, whatever the rules say.",
     )
+    min_verified: int = Field(
+        default=0,
+        ge=0,
+        title="Minimum drill-verified backups",
+        description="The newest N successful backups of each disk that passed a restore drill are always "
+        "kept as well, whatever the rules say (0: off). Use it with scheduled restore drills.",
+    )
     timezone: str = Field(
         default="UTC",
         title="Timezone",
@@ -145,7 +153,7 @@ class BackupRecord(BaseModel):
     status: str  # cloud status: available, error, creating, deleting, restoring, error_restoring, ...
     created_at: AwareDatetime
     owned: bool  # our name prefix AND our tag AND a ledger row; computed by the caller
-    verified: bool = False  # a restore drill succeeded; carried for reports, not used by the rules
+    verified: bool = False  # a restore drill succeeded; counted by `min_verified`
 
     @property
     def is_policy_backup(self) -> bool:
@@ -243,6 +251,10 @@ def _apply_keep_rules(
     # Safety, not a rule: only our own backups count, since others may vanish without notice.
     for backup in candidates[: rules.min_successful]:
         keep[backup.id].append(f"min_successful {rules.min_successful}")
+    # Restore drills proved these restore: the newest N of them survive even when newer ones replace them.
+    verified = [b for b in candidates if b.verified]
+    for backup in verified[: rules.min_verified]:
+        keep[backup.id].append(f"min_verified {rules.min_verified}")
     return keep
 
 

@@ -60,7 +60,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-class _StrEnumColumn(TypeDecorator[Any]):
+class StrEnumColumn(TypeDecorator[Any]):
     """A ``StrEnum`` stored as a short string and read back as the enum member."""
 
     impl = String(16)
@@ -126,7 +126,7 @@ class Run(SQLModel, table=True):
     trigger: str = Field(max_length=32)  # schedule, manual, cli, demo, ...
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    status: RunStatus = Field(default=RunStatus.running, sa_type=_StrEnumColumn(RunStatus))
+    status: RunStatus = Field(default=RunStatus.running, sa_type=StrEnumColumn(RunStatus))
     # Counts are computed from the rows below by finish_run and frozen there.
     disks_total: int = 0
     disks_succeeded: int = 0
@@ -158,7 +158,7 @@ class DiskBackup(SQLModel, table=True):
     job_id: str | None = Field(default=None, max_length=64)
     backup_id: str | None = Field(default=None, index=True, max_length=64)
     status: DiskBackupStatus = Field(
-        default=DiskBackupStatus.intent, sa_type=_StrEnumColumn(DiskBackupStatus)
+        default=DiskBackupStatus.intent, sa_type=StrEnumColumn(DiskBackupStatus)
     )
     error_code: str | None = Field(default=None, max_length=64)  # e.g. VolumeBackup.0064
     error_reason: str | None = None  # plain text from the job or the client, never a secret
@@ -181,10 +181,10 @@ class RetentionDecision(SQLModel, table=True):
     backup_id: str = Field(index=True, max_length=64)
     backup_name: str | None = Field(default=None, max_length=255)
     created_at_cloud: datetime = Field(sa_type=UTCDateTime)  # the backup's created_at in the cloud
-    action: RetentionAction = Field(sa_type=_StrEnumColumn(RetentionAction))
+    action: RetentionAction = Field(sa_type=StrEnumColumn(RetentionAction))
     reasons: str  # joined with "; "
     dry_run: bool = False
     # None for a keep or a dry run; intent -> requested -> done | failed for a real delete.
-    delete_status: DeleteStatus | None = Field(default=None, sa_type=_StrEnumColumn(DeleteStatus))
+    delete_status: DeleteStatus | None = Field(default=None, sa_type=StrEnumColumn(DeleteStatus))
     delete_error: str | None = None
     decided_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
