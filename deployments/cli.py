@@ -13,6 +13,9 @@ from vbs_backup.cli import app
 __all__ = ["app"]
 
 # Feature commands register themselves on `app` when imported (one module per feature, deployments/cmd_*.py):
+from deployments import cmd_ops  # noqa: F401  serve, blocks register, alerts setup
+from deployments import cmd_restore  # noqa: F401  restore, drill
+from deployments import cmd_policies, cmd_sharing  # noqa: F401  policies ..., share
 
 
 def prefect_defaults() -> None:

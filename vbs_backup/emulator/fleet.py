@@ -195,7 +195,7 @@ def load_fleet(source: Path | str | dict[str, Any] | FleetModel) -> FleetModel:
     data: Any = source
     looks_like_path = isinstance(source, str) and "\n" not in source and source.endswith((".yaml", ".yml"))
     if isinstance(source, Path) or looks_like_path:
-        path = Path(source)
+        path = Path(str(source))
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except OSError as exc:

@@ -53,7 +53,7 @@ def create_token(state: CloudState, body: Any) -> tuple[Token, Project, User]:
     name, password = _field(user_spec, "name"), _field(user_spec, "password")
     domain = user_spec.get("domain") if isinstance(user_spec, dict) else None
     domain_name = domain.get("name") if isinstance(domain, dict) else None
-    if not all(isinstance(value, str) for value in (name, password, domain_name)):
+    if not (isinstance(name, str) and isinstance(password, str) and isinstance(domain_name, str)):
         raise _bad_request("auth.identity.password.user needs string name, password and domain.name")
     scope = body["auth"].get("scope")
     scope_project = scope.get("project") if isinstance(scope, dict) else None

@@ -1,0 +1,144 @@
+"""The product's deployments, in one list: name, flow, schedule, default parameters, concurrency.
+
+`vbs-backup serve` builds its deployments from this list, and `prefect.yaml` (the work-pool path) mirrors
+it; `tests/server/test_deployments.py` checks that the two agree. Adding a flow's deployment is one
+`DeploymentSpec` here plus its entry in prefect.yaml.
+
+Schedules are in an IANA timezone (a cron without one is UTC), the plan's `schedule_timezone` is the same
+zone so that a run's schedule slot (and so its backup names) follows local midnight, and the nightly
+deployment allows one run at a time: a night that overruns makes the next one wait, never overlap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from vbs_backup.config import BackupPlan
+
+if TYPE_CHECKING:
+    from prefect import Flow
+    from prefect.deployments.runner import RunnerDeployment
+    from prefect.schedules import Schedule
+
+__all__ = ["CATALOG", "DEFAULT_PLAN", "TAG", "TIMEZONE", "DeploymentSpec", "by_name", "plan_parameters"]
+
+TIMEZONE = "Europe/Paris"
+TAG = "vbs-backup"  # on every deployment, so the UI can filter the product's deployments
+
+# The plan the scheduled deployments run unless told otherwise: every server tagged backup=nightly, with
+# the default retention (7 daily, 4 weekly). Only non-default fields, exactly as in prefect.yaml.
+DEFAULT_PLAN: dict[str, Any] = {
+    "name": "nightly",
+    "selection": {"tags": {"backup": "nightly"}},
+    "schedule_timezone": TIMEZONE,
+}
+BackupPlan.model_validate(DEFAULT_PLAN)  # a typo here fails at import, not at 02:00
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """One deployment. `entrypoint` is prefect.yaml's `path/to/file.py:function`."""
+
+    name: str
+    entrypoint: str
+    description: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    cron: str | None = None
+    timezone: str = TIMEZONE
+    concurrency_limit: int | None = None
+    tags: tuple[str, ...] = (TAG,)
+    takes_plan: bool = False  # its `plan` parameter defaults to the served plan
+
+    @property
+    def module_path(self) -> str:
+        """`flows.nightly.nightly_backup`: the entrypoint as an importable name (what `serve` registers,
+        so that a served run finds its flow wherever the process was started)."""
+        path, function = self.entrypoint.split(":")
+        return f"{path.removesuffix('.py').replace('/', '.')}.{function}"
+
+    def load_flow(self) -> Flow:
+        module, _, function = self.module_path.rpartition(".")
+        return getattr(importlib.import_module(module), function)
+
+    def schedules(self) -> list[Schedule]:
+        from prefect.schedules import Cron
+
+        return [Cron(self.cron, timezone=self.timezone)] if self.cron else []
+
+    def to_deployment(
+        self, *, plan: dict[str, Any] | None = None, credentials: str | None = None
+    ) -> RunnerDeployment:
+        """The deployment `serve` registers; `plan` and `credentials` replace the default parameters."""
+        from prefect.types.entrypoint import EntrypointType
+
+        parameters = dict(self.parameters)
+        timezone = self.timezone
+        if plan is not None and self.takes_plan:
+            parameters["plan"] = plan
+            timezone = plan.get("schedule_timezone", "UTC")
+        if credentials:
+            parameters["credentials"] = credentials
+        spec = replace(self, timezone=timezone)
+        # Sync context: to_deployment returns the deployment itself (it dispatches on the event loop).
+        return self.load_flow().to_deployment(
+            name=self.name,
+            description=self.description,
+            schedules=spec.schedules(),
+            concurrency_limit=self.concurrency_limit,
+            parameters=parameters,
+            tags=list(self.tags),
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        )
+
+
+CATALOG: tuple[DeploymentSpec, ...] = (
+    DeploymentSpec(
+        name="nightly-backup",
+        entrypoint="flows/nightly.py:nightly_backup",
+        description="Every night at 02:00: back up every disk of the plan's servers, then apply retention.",
+        parameters={"plan": DEFAULT_PLAN},
+        cron="0 2 * * *",
+        concurrency_limit=1,
+        takes_plan=True,
+    ),
+    DeploymentSpec(
+        name="backup-server",
+        entrypoint="flows/server.py:backup_server",
+        description="On demand: back up every disk of one server now (type its id in the run form).",
+        # The served plan, so that an on-demand backup gets the same names, tags and retention.
+        parameters={"plan": DEFAULT_PLAN},
+        takes_plan=True,
+    ),
+    DeploymentSpec(
+        name="apply-retention",
+        entrypoint="flows/server.py:apply_retention",
+        description="On demand: apply the plan's retention; a dry run (the default) only shows the plan.",
+        parameters={"plan": DEFAULT_PLAN, "dry_run": True},
+        takes_plan=True,
+    ),
+    DeploymentSpec(
+        name="backup-watchdog",
+        entrypoint="flows/watchdog.py:backup_watchdog",
+        description="Hourly: fail (and so alert) when a disk's newest good backup is older than the RPO, "
+        "when the nightly run did not happen, or when a disk was never backed up.",
+        parameters={"plan": DEFAULT_PLAN, "rpo_hours": 26},
+        # At half past, so that it never races the nightly run's start.
+        cron="30 * * * *",
+        concurrency_limit=1,
+        takes_plan=True,
+    ),
+)
+
+
+def by_name(name: str) -> DeploymentSpec:
+    for spec in CATALOG:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"no deployment named {name!r}; known: {', '.join(s.name for s in CATALOG)}")
+
+
+def plan_parameters(plan: BackupPlan) -> dict[str, Any]:
+    """A plan as deployment parameters: its non-default fields as JSON (what the UI form shows)."""
+    return plan.model_dump(mode="json", exclude_defaults=True)

@@ -1,0 +1,103 @@
+"""The hourly watchdog flow: ends Failed, naming what is wrong, when a protected disk's newest good backup
+is older than the RPO, when the plan's nightly run did not happen, or when a disk the plan protects has
+never been backed up. Failing is the point: the alert automations fire on it.
+
+The checks are `vbs_backup.watchdog`'s; here they are fed with the cloud's view of the plan (which disks it
+protects today) and the ledger's (what was backed up, and when).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed, State
+from pydantic import Field
+
+from tasks.runtime import CloudContext, open_cloud
+from vbs_backup.cloud.errors import CloudError
+from vbs_backup.config import BackupPlan
+from vbs_backup.targets import DiskTarget, SelectionError, discover_targets
+from vbs_backup.watchdog import WatchdogReport, check_protection, ledger_snapshot
+
+from .params import Credentials
+
+# The deployments whose runs count as "the nightly run happened" (plus runs outside any deployment, such
+# as `vbs-backup run`). On-demand retention or one-server runs of the same plan do not.
+NIGHTLY_DEPLOYMENTS = frozenset({"nightly-backup"})
+
+
+def _email_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    # Prefect wiring lives in deployments/ (same pattern as tasks.runtime.load_settings); a no-op unless
+    # VBS_BACKUP_SMTP_HOST is set.
+    from deployments.alerts import email_on_failure
+
+    email_on_failure(flow, flow_run, state)
+
+
+@task(name="discover-protected-disks", cache_policy=NO_CACHE)
+async def discover_protected_disks(cloud: CloudContext, plan: BackupPlan) -> list[DiskTarget]:
+    """Every disk the plan protects in the cloud right now."""
+    servers = await discover_targets(cloud.client, plan)
+    return [d for s in servers for d in s.disks]
+
+
+@task(name="check-protection", cache_policy=NO_CACHE)
+def check(
+    cloud: CloudContext, plan: BackupPlan, disks: list[DiskTarget] | None, error: str | None, rpo_hours: float
+) -> WatchdogReport:
+    """Compare the protected disks with the ledger."""
+    now = cloud.time.now()
+    snapshot = ledger_snapshot(cloud.engine, plan_name=plan.name, now=now, deployments=NIGHTLY_DEPLOYMENTS)
+    return check_protection(
+        plan_name=plan.name,
+        disks=disks,
+        snapshot=snapshot,
+        rpo=timedelta(hours=rpo_hours),
+        now=now,
+        discovery_error=error,
+    )
+
+
+@flow(name="backup-watchdog", on_failure=[_email_on_failure], on_crashed=[_email_on_failure])
+async def backup_watchdog(
+    plan: BackupPlan,
+    rpo_hours: Annotated[
+        float,
+        # Prefect titles top-level parameters with their name and describes them from the docstring.
+        Field(gt=0, le=24 * 90, title="RPO (hours)"),
+    ] = 26,
+    credentials: Credentials = None,
+) -> State:
+    """Check that every disk of the plan has a good backup within the RPO and that the plan still runs.
+    Ends Failed, naming each problem, when not.
+
+    Args:
+        plan: The plan to watch: the disks of its servers today, and its runs in the ledger.
+        rpo_hours: Recovery point objective, in hours: the oldest a disk's newest good backup may be, and
+            the longest time without a run of the plan.
+        credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
+    """
+    logger = get_run_logger()
+    async with open_cloud(credentials) as cloud:
+        disks: list[DiskTarget] | None
+        try:
+            disks, error = await discover_protected_disks(cloud, plan), None
+        except (CloudError, SelectionError) as exc:
+            # Keep checking the ledger: a cloud outage must not hide stale backups.
+            disks, error = None, f"cannot list the plan's disks: {exc}"
+        report = check(cloud, plan, disks, error, rpo_hours)
+    message = report.message()
+    lines = "\n".join(f"| {f.kind.value} | {f.subject} | {f.detail} |" for f in report.findings)
+    table = f"| problem | what | detail |\n|---|---|---|\n{lines}\n" if lines else ""
+    await acreate_markdown_artifact(
+        key="backup-watchdog", markdown=f"**{message}**\n\n{table}", description="Watchdog findings"
+    )
+    if report.ok:
+        logger.info(message)
+        return Completed(message=message)
+    logger.error(message)
+    return Failed(message=message)
