@@ -129,6 +129,40 @@ CATALOG: tuple[DeploymentSpec, ...] = (
         concurrency_limit=1,
         takes_plan=True,
     ),
+    DeploymentSpec(
+        name="restore-disk",
+        entrypoint="flows/restore.py:restore_disk",
+        description="On demand: restore a detached disk from a backup (by id, or the newest good one before "
+        "a time), after checking every documented precondition; a dry run only says what would happen.",
+    ),
+    DeploymentSpec(
+        name="restore-drill",
+        entrypoint="flows/restore.py:restore_drill",
+        description="Sundays at 05:00: restore a sample of protected disks into scratch disks, check them, "
+        "record the time it took, delete the scratch disks; fails (and alerts) when a drill fails.",
+        parameters={"plan": DEFAULT_PLAN, "sample": 2, "wait_minutes": 60},
+        cron="0 5 * * 0",
+        concurrency_limit=1,
+        takes_plan=True,
+    ),
+    DeploymentSpec(
+        name="share-backups",
+        entrypoint="flows/sharing.py:share_backups",
+        description="On demand (schedule it once the target projects are set): share the newest good backup "
+        "of each disk with other projects, e.g. a disaster-recovery project, and withdraw older shares.",
+        parameters={"plan": DEFAULT_PLAN, "to_project_ids": []},
+        concurrency_limit=1,
+        takes_plan=True,
+    ),
+    DeploymentSpec(
+        name="policy-audit",
+        entrypoint="flows/policies.py:policy_audit",
+        description="Daily at 07:00: record every task the native VBS backup policies ran; fails (and "
+        "alerts) on EXECUTE_FAIL or EXECUTE_TIMEOUT.",
+        parameters={"since_hours": 25},
+        cron="0 7 * * *",
+        concurrency_limit=1,
+    ),
 )
 
 

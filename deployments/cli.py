@@ -13,9 +13,8 @@ from vbs_backup.cli import app
 __all__ = ["app"]
 
 # Feature commands register themselves on `app` when imported (one module per feature, deployments/cmd_*.py):
-from deployments import cmd_ops  # noqa: F401  serve, blocks register, alerts setup
-from deployments import cmd_restore  # noqa: F401  restore, drill
-from deployments import cmd_policies, cmd_sharing  # noqa: F401  policies ..., share
+# serve/blocks/alerts, policies, restore/drill, share.
+from deployments import cmd_ops, cmd_policies, cmd_restore, cmd_sharing  # noqa: F401
 
 
 def prefect_defaults() -> None:

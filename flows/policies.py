@@ -14,6 +14,7 @@ from pydantic import Field
 from tasks.policies import audit_policy_tasks, list_policies, name_disks, publish_audit
 from tasks.runtime import open_cloud
 
+from .hooks import ON_FAILURE
 from .params import Credentials
 
 SinceHours = Annotated[
@@ -27,10 +28,15 @@ SinceHours = Annotated[
 ]
 
 
-@flow(name="policy-audit", log_prints=True)
+@flow(name="policy-audit", log_prints=True, **ON_FAILURE)
 async def policy_audit(credentials: Credentials = None, since_hours: SinceHours = 24) -> State:
     """Read every backup task of every VBS backup policy, record them in the ledger, and end Failed when
-    one ended EXECUTE_FAIL or EXECUTE_TIMEOUT within the last `since_hours` hours."""
+    one ended EXECUTE_FAIL or EXECUTE_TIMEOUT within the last `since_hours` hours.
+
+    Args:
+        credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
+        since_hours: Alert on failed policy tasks that ended within this many hours.
+    """
     async with open_cloud(credentials) as ctx:
         now = ctx.time.now()
         since = now - timedelta(hours=since_hours)

@@ -30,6 +30,7 @@ from tasks.runtime import open_cloud
 from vbs_backup.config import BackupPlan
 from vbs_backup.restores import RestoreRequest
 
+from .hooks import ON_FAILURE
 from .params import Credentials
 
 WaitMinutes = Annotated[
@@ -43,7 +44,7 @@ WaitMinutes = Annotated[
 ]
 
 
-@flow(name="restore-disk", log_prints=True)
+@flow(name="restore-disk", log_prints=True, **ON_FAILURE)
 async def restore_disk(
     volume_id: Annotated[
         str, Field(title="Disk", description="The EVS disk (UUID) whose backup is restored.")
@@ -73,7 +74,17 @@ async def restore_disk(
 ) -> State:
     """Restore a disk from a backup: check every documented precondition first (detached target, large
     enough, no backup running, backup available and our own), record the request, restore, wait for the
-    job and record its outcome. A dry run checks and describes, and changes nothing."""
+    job and record its outcome. A dry run checks and describes, and changes nothing.
+
+    Args:
+        volume_id: The EVS disk (UUID) whose backup is restored.
+        backup_id: The backup (UUID) to restore; empty: choose by time.
+        before: Restore the newest available backup created before this time (UTC); empty: the newest.
+        target_volume_id: The detached disk (UUID) to overwrite; empty: the disk itself (detach it first).
+        dry_run: Only say what would happen.
+        wait_minutes: How long to wait for the restore job.
+        credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
+    """
     request = RestoreRequest(volume_id, backup_id, before, target_volume_id)
     async with open_cloud(credentials) as cloud:
         checked = await check_restore(cloud, request)
@@ -90,7 +101,7 @@ async def restore_disk(
         return Completed(message=outcome.message) if outcome.ok else Failed(message=outcome.message)
 
 
-@flow(name="restore-drill", log_prints=True)
+@flow(name="restore-drill", log_prints=True, **ON_FAILURE)
 async def restore_drill(
     plan: BackupPlan,
     sample: Annotated[
@@ -103,7 +114,14 @@ async def restore_drill(
     """For a sample of the plan's disks (verified longest ago first): restore the newest good backup into
     a scratch disk, check the job and the disk, record the result and the time it took, mark the backup
     verified, delete the scratch disk. Ends Failed when any drill failed. A dry-run plan only names the
-    disks it would drill."""
+    disks it would drill.
+
+    Args:
+        plan: Which disks are protected (the drill samples them).
+        sample: How many protected disks to drill.
+        wait_minutes: How long to wait for each restore job.
+        credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
+    """
     async with open_cloud(credentials) as cloud:
         disks = await protected_disks(cloud, plan)
         chosen = await choose_drill_disks(cloud, disks, sample)

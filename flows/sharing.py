@@ -14,6 +14,7 @@ from tasks.sharing import discover_disks, plan_shares, publish_share_summary, sh
 from vbs_backup.config import BackupPlan
 from vbs_backup.sharing import ShareInputError, check_target_projects
 
+from .hooks import ON_FAILURE
 from .params import Credentials
 
 ProjectIds = Annotated[
@@ -25,13 +26,19 @@ ProjectIds = Annotated[
 ]
 
 
-@flow(name="share-backups", log_prints=True)
+@flow(name="share-backups", log_prints=True, **ON_FAILURE)
 async def share_backups(
     plan: BackupPlan, to_project_ids: ProjectIds, credentials: Credentials = None
 ) -> State:
     """Share each selected disk's newest good backup with every target project and cancel the shares of
     its older backups there; everything is recorded in the ledger. A dry run (the plan's) changes nothing.
-    Ends Failed, naming the disks, when a disk has no backup to share or a share or cancel failed."""
+    Ends Failed, naming the disks, when a disk has no backup to share or a share or cancel failed.
+
+    Args:
+        plan: Which servers' disks to share the newest good backups of.
+        to_project_ids: The projects (32 hex ids) to share with, e.g. a disaster-recovery project.
+        credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
+    """
     logger = get_run_logger()
     try:
         targets = check_target_projects(to_project_ids)

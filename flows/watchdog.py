@@ -9,7 +9,7 @@ protects today) and the ledger's (what was backed up, and when).
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
@@ -23,19 +23,12 @@ from vbs_backup.config import BackupPlan
 from vbs_backup.targets import DiskTarget, SelectionError, discover_targets
 from vbs_backup.watchdog import WatchdogReport, check_protection, ledger_snapshot
 
+from .hooks import ON_FAILURE
 from .params import Credentials
 
 # The deployments whose runs count as "the nightly run happened" (plus runs outside any deployment, such
 # as `vbs-backup run`). On-demand retention or one-server runs of the same plan do not.
 NIGHTLY_DEPLOYMENTS = frozenset({"nightly-backup"})
-
-
-def _email_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    # Prefect wiring lives in deployments/ (same pattern as tasks.runtime.load_settings); a no-op unless
-    # VBS_BACKUP_SMTP_HOST is set.
-    from deployments.alerts import email_on_failure
-
-    email_on_failure(flow, flow_run, state)
 
 
 @task(name="discover-protected-disks", cache_policy=NO_CACHE)
@@ -62,7 +55,7 @@ def check(
     )
 
 
-@flow(name="backup-watchdog", on_failure=[_email_on_failure], on_crashed=[_email_on_failure])
+@flow(name="backup-watchdog", **ON_FAILURE)
 async def backup_watchdog(
     plan: BackupPlan,
     rpo_hours: Annotated[

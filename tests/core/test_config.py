@@ -224,7 +224,11 @@ def test_plan_defaults() -> None:
     assert plan.include_system_disk is True
     assert plan.name_prefix == "vbsb"
     assert plan.backup_tags() == {"managed-by": "vbs-backup"}
-    assert (plan.disk_deadline_minutes, plan.max_concurrent_servers, plan.max_concurrent_jobs) == (60, 50, 200)
+    assert (plan.disk_deadline_minutes, plan.max_concurrent_servers, plan.max_concurrent_jobs) == (
+        60,
+        50,
+        200,
+    )
     assert plan.full_backup_every_days is None
     assert plan.dry_run is False
     assert plan.schedule_timezone == "UTC"

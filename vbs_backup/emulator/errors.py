@@ -4,7 +4,7 @@ The backend raises these; the app turns any of them into a response with `to_res
 
     CloudApiError   {"error": {"code": "VolumeBackup.0012", "message": "..."}}      VBS cloud APIs, EVS, ECS
     CinderError     {"itemNotFound": {"code": 404, "message": "..."}}              native /backups paths
-    GatewayError    {"error_code": "APIGW.0301", "error_msg": "...", "request_id": "..."}   auth, routing, throttling
+    GatewayError    {"error_code": "APIGW.0301", "error_msg": "...", "request_id": "..."}   gateway
     KeystoneError   {"error": {"code": 401, "message": "...", "title": "Unauthorized"}}      IAM token API
 """
 
@@ -77,7 +77,13 @@ class KeystoneError(EmulatorError):
     TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
 
     def body(self, request_id: str) -> dict[str, Any]:
-        return {"error": {"code": self.status, "message": self.message, "title": self.TITLES.get(self.status, "Error")}}
+        return {
+            "error": {
+                "code": self.status,
+                "message": self.message,
+                "title": self.TITLES.get(self.status, "Error"),
+            }
+        }
 
 
 def vbs(code: str, message: str, status: int = 400) -> CloudApiError:
@@ -86,4 +92,6 @@ def vbs(code: str, message: str, status: int = 400) -> CloudApiError:
 
 
 def gateway_not_found() -> GatewayError:
-    return GatewayError(404, "APIGW.0101", "The API does not exist or has not been published in the environment")
+    return GatewayError(
+        404, "APIGW.0101", "The API does not exist or has not been published in the environment"
+    )

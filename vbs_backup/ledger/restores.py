@@ -25,7 +25,7 @@ from sqlalchemy import func, or_
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from vbs_backup.ledger.repository import LedgerNotFoundError, record_verified
-from vbs_backup.ledger.tables import DiskBackup, UTCDateTime, StrEnumColumn, utcnow
+from vbs_backup.ledger.tables import DiskBackup, StrEnumColumn, UTCDateTime, utcnow
 
 __all__ = [
     "DrillStatus",
