@@ -64,14 +64,6 @@ class VbsCredentials(Block):
             secret = getattr(self, name)
             values[name] = secret.get_secret_value() if secret is not None else None
         overrides = {name: getattr(self, name) for name in SERVICE_ENDPOINT_FIELDS if getattr(self, name)}
-        unsupported = sorted(name for name in overrides if name not in Settings.model_fields)
-        if unsupported:
-            # Settings (and so the client factory) cannot carry per-service URLs yet: refuse rather than
-            # silently send a service to the wrong host.
-            raise ConfigError(
-                f"per-service endpoint overrides ({', '.join(unsupported)}) are not supported by this "
-                "version's Settings; use the single `endpoint` instead"
-            )
         values.update(overrides)
         # Explicit values win over the environment; None means "not in the block", so the environment's
         # value (if any) must not leak in for the credential fields: pass them all, None included.

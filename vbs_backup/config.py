@@ -135,6 +135,9 @@ def redact_url(url: str) -> str:
 _HTTP_URL = TypeAdapter(HttpUrl)
 
 
+_ENDPOINT_FIELDS = ("endpoint", "iam_endpoint", "ecs_endpoint", "evs_endpoint", "vbs_endpoint")
+
+
 class Settings(BaseSettings):
     """Where to connect and as whom. Read from ``VBS_BACKUP_*`` environment variables and ``.env``.
 
@@ -175,6 +178,10 @@ class Settings(BaseSettings):
         description="One http(s) URL used for every service instead of the cloud's own hosts, "
         "e.g. the local emulator. Trailing slashes are removed.",
     )
+    iam_endpoint: str | None = Field(default=None, title="IAM endpoint", description="Overrides `endpoint`.")
+    ecs_endpoint: str | None = Field(default=None, title="ECS endpoint", description="Overrides `endpoint`.")
+    evs_endpoint: str | None = Field(default=None, title="EVS endpoint", description="Overrides `endpoint`.")
+    vbs_endpoint: str | None = Field(default=None, title="VBS endpoint", description="Overrides `endpoint`.")
     database_url: str = Field(
         default_factory=default_database_url,
         title="Ledger database URL",
@@ -191,7 +198,9 @@ class Settings(BaseSettings):
         description="Requests per second that the client allows itself against the cloud API.",
     )
 
-    @field_validator("project_id", "ak", "sk", "username", "password", "domain", "endpoint", mode="before")
+    @field_validator(
+        "project_id", "ak", "sk", "username", "password", "domain", *_ENDPOINT_FIELDS, mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         # `VBS_BACKUP_AK=` in a .env file means "not set", not "the empty key".
@@ -218,7 +227,7 @@ class Settings(BaseSettings):
             raise ValueError("must be 32 lowercase hexadecimal characters")
         return value
 
-    @field_validator("endpoint")
+    @field_validator(*_ENDPOINT_FIELDS)
     @classmethod
     def _check_endpoint(cls, value: str | None) -> str | None:
         if value is None:

@@ -3,7 +3,7 @@ the project id are missing."""
 
 from __future__ import annotations
 
-from .cloud import CloudClient
+from .cloud import CloudClient, Endpoints
 from .config import ConfigError, Settings
 
 
@@ -11,6 +11,15 @@ def connect(settings: Settings) -> CloudClient:
     settings.credentials_mode()  # ConfigError naming the missing variables, never their values
     if not settings.project_id:
         raise ConfigError("VBS_BACKUP_PROJECT_ID is not set (the 32-hex id of the project to back up)")
+    endpoints = Endpoints.for_cloud(
+        str(settings.cloud),
+        settings.region,
+        override=settings.endpoint,
+        iam=settings.iam_endpoint,
+        ecs=settings.ecs_endpoint,
+        evs=settings.evs_endpoint,
+        vbs=settings.vbs_endpoint,
+    )
     return CloudClient.connect(
         cloud=str(settings.cloud),
         region=settings.region,
@@ -20,7 +29,7 @@ def connect(settings: Settings) -> CloudClient:
         username=settings.username,
         password=settings.password.get_secret_value() if settings.password else None,
         domain=settings.domain,
-        endpoint=settings.endpoint,
+        endpoints=endpoints,
         timeout=settings.request_timeout,
         max_requests_per_second=settings.max_requests_per_second,
     )
