@@ -13,16 +13,16 @@ from prefect import get_run_logger
 from prefect.states import Completed, Failed, State
 from sqlmodel import Session
 
-from tasks.backup import backup_disk
+from tasks.backup import back_up_disk
 from tasks.discovery import discover_servers
 from tasks.report import publish_summary
-from tasks.retention import apply_disk_retention, list_backups
+from tasks.retention import apply_server_retention, list_backups
 from tasks.runtime import RunContext, open_run
 from vbs_backup.config import BackupPlan
 from vbs_backup.disk_backups import DiskOutcome
 from vbs_backup.ledger import RunStatus, finish_run
 from vbs_backup.pruning import PruneResult
-from vbs_backup.targets import DiskTarget, ServerTarget
+from vbs_backup.targets import ServerTarget
 
 
 async def back_up(ctx: RunContext, servers: Sequence[ServerTarget]) -> list[DiskOutcome]:
@@ -31,20 +31,20 @@ async def back_up(ctx: RunContext, servers: Sequence[ServerTarget]) -> list[Disk
     async def one_server(server: ServerTarget) -> list[DiskOutcome]:
         async with ctx.servers_in_flight:
             disks = sorted(server.disks, key=lambda d: -d.size_gb)
-            return list(await asyncio.gather(*(backup_disk(ctx, disk) for disk in disks)))
+            return list(await asyncio.gather(*(back_up_disk(ctx, disk) for disk in disks)))
 
     ordered = sorted(servers, key=lambda s: -max((d.size_gb for d in s.disks), default=0))
     per_server = await asyncio.gather(*(one_server(s) for s in ordered))
     return [outcome for outcomes in per_server for outcome in outcomes]
 
 
-async def prune(ctx: RunContext, disks: Sequence[DiskTarget]) -> list[PruneResult]:
+async def prune(ctx: RunContext, servers: Sequence[ServerTarget]) -> list[PruneResult]:
+    disks = [d for s in servers for d in s.disks]
     if not disks:
         return []
     backups = await list_backups(ctx, disks)
-    return list(
-        await asyncio.gather(*(apply_disk_retention(ctx, d, backups.get(d.volume_id, [])) for d in disks))
-    )
+    per_server = await asyncio.gather(*(apply_server_retention(ctx, s, backups) for s in servers if s.disks))
+    return [result for results in per_server for result in results]
 
 
 async def run_plan(
@@ -57,7 +57,7 @@ async def run_plan(
         disks = [d for s in servers for d in s.disks]
         logger.info("%d servers, %d disks selected (slot %s)", len(servers), len(disks), ctx.slot.isoformat())
         outcomes = await back_up(ctx, servers) if back_up_disks and not plan.dry_run else []
-        prunes = await prune(ctx, disks)
+        prunes = await prune(ctx, servers)
         line = await publish_summary(flow_name, outcomes, prunes)
         failed = [o for o in outcomes if not o.ok]
         delete_failures = [f for p in prunes for f in p.delete_failures]

@@ -29,6 +29,9 @@ from vbs_backup.waiting import JobWaiter
 log = logging.getLogger(__name__)
 
 
+SUBMITS_AT_ONCE = 32
+
+
 @dataclass(frozen=True)
 class TimeSource:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -66,6 +69,7 @@ class RunContext:
     now: datetime
     jobs_in_flight: asyncio.Semaphore
     servers_in_flight: asyncio.Semaphore
+    submitting: asyncio.Semaphore  # submit tasks at once: creates are rate-limited, more would only queue
     time: TimeSource = field(default_factory=time_source)
 
 
@@ -150,6 +154,7 @@ async def open_run(plan: BackupPlan, *, credentials: str | None = None) -> Async
             now=now,
             jobs_in_flight=asyncio.Semaphore(plan.max_concurrent_jobs),
             servers_in_flight=asyncio.Semaphore(plan.max_concurrent_servers),
+            submitting=asyncio.Semaphore(SUBMITS_AT_ONCE),
             time=source,
         )
         try:

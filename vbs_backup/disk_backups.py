@@ -8,6 +8,7 @@ second time. The ledger row is written before the create call and carries the jo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,6 +70,21 @@ async def submit_disk_backup(
     """Start (or find) this slot's backup of `disk`. When it cannot be started the disk is recorded as
     failed and the `CloudError` is raised."""
     name = plan.backup_name(disk.server_name, disk.device, slot)
+    row_id, status, job_id, backup_id, fresh = await asyncio.to_thread(
+        _write_intent, engine, run_id, disk, name
+    )
+    try:
+        return await _start(
+            client, engine, row_id, status, job_id, backup_id, disk, plan, name, full_backup, fresh
+        )
+    except CloudError as exc:
+        await asyncio.to_thread(record_failure, engine, row_id, exc)
+        raise
+
+
+def _write_intent(
+    engine: Engine, run_id: int, disk: DiskTarget, name: str
+) -> tuple[int, DiskBackupStatus, str | None, str | None, bool]:
     with Session(engine) as session:
         row = record_intent(
             session=session,
@@ -82,13 +98,10 @@ async def submit_disk_backup(
             is_system_disk=disk.is_system,
             backup_name=name,
         )
-        row_id, status, job_id, backup_id = row.id, row.status, row.job_id, row.backup_id
-    assert row_id is not None
-    try:
-        return await _start(client, engine, row_id, status, job_id, backup_id, disk, plan, name, full_backup)
-    except CloudError as exc:
-        record_failure(engine, row_id, exc)
-        raise
+        assert row.id is not None
+        # A row written just now (first attempt, nothing submitted) cannot have a backup in the cloud yet.
+        fresh = row.attempts == 1 and row.status == DiskBackupStatus.intent
+        return row.id, row.status, row.job_id, row.backup_id, fresh
 
 
 async def _start(
@@ -102,6 +115,7 @@ async def _start(
     plan: BackupPlan,
     name: str,
     full_backup: bool,
+    fresh: bool,
 ) -> Submission:
     if status in (DiskBackupStatus.succeeded, DiskBackupStatus.adopted):
         return Submission(disk, row_id, name, job_id=job_id, backup_id=backup_id, done=True)
@@ -109,9 +123,11 @@ async def _start(
         log.info("%s: resuming job %s of an earlier attempt", disk.label, job_id)
         return Submission(disk, row_id, name, job_id=job_id, backup_id=backup_id)
 
-    found = await _live_backup_named(client, name, disk.volume_id)
+    # Look for this slot's backup before creating it, unless the intent is brand new: that look-up is
+    # one request per disk, a third of a nightly run's requests at fleet scale (bench/nightly_fleet.py).
+    found = None if fresh else await _live_backup_named(client, name, disk.volume_id)
     if found is not None:
-        return _adopt(engine, disk, row_id, name, found)
+        return await _adopt(engine, disk, row_id, name, found)
     try:
         new_job = await client.vbs.create_backup(
             disk.volume_id,
@@ -125,7 +141,7 @@ async def _start(
         found = await _live_backup_named(client, name, disk.volume_id)
         if found is not None:
             log.warning("%s: create answer lost, adopting backup %s", disk.label, found.id)
-            return _adopt(engine, disk, row_id, name, found)
+            return await _adopt(engine, disk, row_id, name, found)
         log.warning(
             "%s: create answer lost and no backup named %s exists; creating once more", disk.label, name
         )
@@ -142,10 +158,14 @@ async def _start(
         found = await _live_backup_named(client, name, disk.volume_id)
         if found is None:
             raise  # another backup (not ours) is running on this disk
-        return _adopt(engine, disk, row_id, name, found)
-    with Session(engine) as session:
-        record_submitted(session=session, disk_backup_id=row_id, job_id=new_job)
+        return await _adopt(engine, disk, row_id, name, found)
+    await asyncio.to_thread(_write_submitted, engine, row_id, new_job)
     return Submission(disk, row_id, name, job_id=new_job)
+
+
+def _write_submitted(engine: Engine, row_id: int, job_id: str) -> None:
+    with Session(engine) as session:
+        record_submitted(session=session, disk_backup_id=row_id, job_id=job_id)
 
 
 async def _live_backup_named(client: CloudClient, name: str, volume_id: str) -> Backup | None:
@@ -158,29 +178,24 @@ async def _live_backup_named(client: CloudClient, name: str, volume_id: str) -> 
     return max(found, key=lambda b: (b.created_at, b.id), default=None)
 
 
-def _adopt(engine: Engine, disk: DiskTarget, row_id: int, name: str, backup: Backup) -> Submission:
+async def _adopt(engine: Engine, disk: DiskTarget, row_id: int, name: str, backup: Backup) -> Submission:
     done = str(backup.status) != "creating"
-    with Session(engine) as session:
-        record_outcome(
-            session=session,
-            disk_backup_id=row_id,
-            status=DiskBackupStatus.adopted if done else DiskBackupStatus.running,
-            backup_id=backup.id,
-        )
+    status = DiskBackupStatus.adopted if done else DiskBackupStatus.running
+    await asyncio.to_thread(_write_outcome, engine, row_id, status, backup_id=backup.id)
     return Submission(disk, row_id, name, backup_id=backup.id, adopted=True, done=done)
 
 
 def record_failure(engine: Engine, row_id: int, exc: Exception) -> None:
     """A disk that could not even be started is a failed disk, with the error's code and text."""
     code = exc.code if isinstance(exc, ApiError) else type(exc).__name__
+    _write_outcome(engine, row_id, DiskBackupStatus.failed, error_code=code, error_reason=str(exc))
+
+
+def _write_outcome(engine: Engine, row_id: int, status: DiskBackupStatus, **fields: str | None) -> None:
+    """Ledger writes are synchronous: callers on the event loop run this in a thread (`to_thread`), so
+    that a thousand disks' writes do not stall every other coroutine (measured: ~10 ms a disk on SQLite)."""
     with Session(engine) as session:
-        record_outcome(
-            session=session,
-            disk_backup_id=row_id,
-            status=DiskBackupStatus.failed,
-            error_code=code,
-            error_reason=str(exc),
-        )
+        record_outcome(session=session, disk_backup_id=row_id, status=status, **fields)  # type: ignore[arg-type]
 
 
 async def finish_disk_backup(
@@ -200,15 +215,15 @@ async def finish_disk_backup(
             backup_id = max(named, key=lambda b: (b.created_at, b.id)).id if named else None
         except CloudError as exc:  # the failure is recorded anyway; only the id is missing
             log.warning("%s: could not look up the failed backup: %s", submission.disk.label, exc)
-    with Session(engine) as session:
-        record_outcome(
-            session=session,
-            disk_backup_id=submission.disk_backup_id,
-            status=status,
-            backup_id=backup_id,
-            error_code=result.error_code,
-            error_reason=result.error_reason,
-        )
+    await asyncio.to_thread(
+        _write_outcome,
+        engine,
+        submission.disk_backup_id,
+        status,
+        backup_id=backup_id,
+        error_code=result.error_code,
+        error_reason=result.error_reason,
+    )
     return DiskOutcome(
         submission.disk,
         submission.backup_name,

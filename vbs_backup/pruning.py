@@ -8,6 +8,7 @@ its id. Anything else is never a candidate, whatever the rules say.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -123,23 +124,14 @@ async def prune_disk(
     now: datetime,
 ) -> PruneResult:
     """Decide, record, and (unless `plan.dry_run`) delete. Delete failures are recorded, not raised."""
-    retention = decide(engine, volume_id, backups, plan, now)
+    # Ledger work runs in a thread: synchronous SQLite writes on the event loop stall every other disk.
+    retention = await asyncio.to_thread(decide, engine, volume_id, backups, plan, now)
     result = PruneResult(volume_id, label, suspended=retention.pruning_suspended)
-    for decision in retention.decisions:
+    decision_ids = await asyncio.to_thread(
+        _record_decisions, engine, run_id, volume_id, retention, plan.dry_run
+    )
+    for decision, decision_id in zip(retention.decisions, decision_ids, strict=True):
         backup = decision.backup
-        with Session(engine) as session:
-            row = record_decision(
-                session=session,
-                run_id=run_id,
-                volume_id=volume_id,
-                backup_id=backup.id,
-                backup_name=backup.name,
-                created_at_cloud=backup.created_at,
-                action=decision.action,
-                reasons=decision.reasons,
-                dry_run=plan.dry_run,
-            )
-            decision_id = row.id
         shown = DecisionRow(
             backup.id, backup.name, backup.created_at, decision.action, "; ".join(decision.reasons)
         )
@@ -150,16 +142,42 @@ async def prune_disk(
         if plan.dry_run:
             shown.delete_status = "dry run"
             continue
-        assert decision_id is not None
         shown.delete_status = await _delete(client, engine, decision_id, backup.id, label, result)
     return result
+
+
+def _record_decisions(
+    engine: Engine, run_id: int, volume_id: str, retention: RetentionPlan, dry_run: bool
+) -> list[int]:
+    """Every decision of one disk, in one session; a delete is written as an intent before its call."""
+    ids = []
+    with Session(engine) as session:
+        for decision in retention.decisions:
+            row = record_decision(
+                session=session,
+                run_id=run_id,
+                volume_id=volume_id,
+                backup_id=decision.backup.id,
+                backup_name=decision.backup.name,
+                created_at_cloud=decision.backup.created_at,
+                action=decision.action,
+                reasons=decision.reasons,
+                dry_run=dry_run,
+            )
+            assert row.id is not None
+            ids.append(row.id)
+    return ids
+
+
+def _mark(engine: Engine, decision_id: int, status: DeleteStatus, error: str | None = None) -> None:
+    with Session(engine) as session:
+        mark_delete(session=session, decision_id=decision_id, delete_status=status, error=error)
 
 
 async def _delete(
     client: CloudClient, engine: Engine, decision_id: int, backup_id: str, label: str, result: PruneResult
 ) -> str:
-    with Session(engine) as session:
-        mark_delete(session=session, decision_id=decision_id, delete_status=DeleteStatus.requested)
+    await asyncio.to_thread(_mark, engine, decision_id, DeleteStatus.requested)
     error = None
     try:
         await client.vbs.delete_backup(backup_id)
@@ -171,9 +189,9 @@ async def _delete(
             error = str(exc)
     except CloudError as exc:
         error = str(exc)
-    with Session(engine) as session:
-        status = DeleteStatus.failed if error else DeleteStatus.done
-        mark_delete(session=session, decision_id=decision_id, delete_status=status, error=error)
+    await asyncio.to_thread(
+        _mark, engine, decision_id, DeleteStatus.failed if error else DeleteStatus.done, error
+    )
     if error:
         log.warning("%s: delete of backup %s failed: %s", label, backup_id, error)
         result.delete_failures.append(f"{backup_id}: {error}")

@@ -130,7 +130,9 @@ class CloudClient:
             )
         limiter = None
         if max_requests_per_second is not None:
-            limiter = RateLimiter(max_requests_per_second, burst=max(1, int(max_requests_per_second)))
+            # Half the rate as burst: after a stall our requests leave spread out instead of in a clump
+            # that the gateway's own bucket (typically burst = rate) answers with 429s.
+            limiter = RateLimiter(max_requests_per_second, burst=max(1, int(max_requests_per_second / 2)))
         session = CloudSession(
             endpoints=endpoints,
             project_id=project_id,
