@@ -43,7 +43,15 @@ async def prune(ctx: RunContext, servers: Sequence[ServerTarget]) -> list[PruneR
     if not disks:
         return []
     backups = await list_backups(ctx, disks)
-    per_server = await asyncio.gather(*(apply_server_retention(ctx, s, backups) for s in servers if s.disks))
+    # Each task gets only its own disks' backups: Prefect walks every task argument to record its inputs,
+    # and handing the whole fleet's listing to every server's task stalled the loop for minutes (bench).
+    per_server = await asyncio.gather(
+        *(
+            apply_server_retention(ctx, s, {d.volume_id: backups.get(d.volume_id, []) for d in s.disks})
+            for s in servers
+            if s.disks
+        )
+    )
     return [result for results in per_server for result in results]
 
 
