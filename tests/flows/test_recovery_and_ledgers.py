@@ -57,7 +57,10 @@ async def test_a_run_killed_halfway_and_run_again_creates_no_duplicates(cloud_en
         first.wait()
     assert creating(cloud_env) == 5
     with Session(ledger) as session:
-        assert sorted(r.status.value for r in session.exec(select(DiskBackup)).all()) == ["submitted"] * 5
+        killed_at = [r.status.value for r in session.exec(select(DiskBackup)).all()]
+    # The kill may land between a create and the write of its job id: such a disk has only its intent,
+    # and the next run must find its backup by name instead of creating a second one.
+    assert len(killed_at) == 5 and set(killed_at) <= {"intent", "submitted"}
 
     state = await nightly_backup(BackupPlan.model_validate(PLAN), return_state=True)
 
@@ -68,7 +71,8 @@ async def test_a_run_killed_halfway_and_run_again_creates_no_duplicates(cloud_en
     with Session(ledger) as session:
         rows = session.exec(select(DiskBackup)).all()
         runs = session.exec(select(Run).order_by(Run.id)).all()
-    assert {r.status.value for r in rows} == {"succeeded"} and {r.attempts for r in rows} == {2}
+    expected = ["adopted"] * killed_at.count("intent") + ["succeeded"] * killed_at.count("submitted")
+    assert sorted(r.status.value for r in rows) == sorted(expected) and {r.attempts for r in rows} == {2}
     assert {r.backup_id for r in rows} == {b.id for b in backups}
     assert [r.status.value for r in runs][-1] == "completed"
 
