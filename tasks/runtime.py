@@ -125,11 +125,8 @@ def trigger() -> str:
 async def open_run(plan: BackupPlan, *, credentials: str | None = None) -> AsyncIterator[RunContext]:
     """Connect, open the ledger and record the run's start; close everything on the way out. The run row
     is finished by the flow (it knows the outcome); a run that dies here is marked crashed."""
-    settings = load_settings(credentials)
-    source = time_source()
-    client = connect(settings)
-    try:
-        engine = ledger_engine(settings)
+    async with open_cloud(credentials) as cloud:
+        source, engine = cloud.time, cloud.engine
         with Session(engine) as session:
             run = start_run(
                 session=session,
@@ -142,12 +139,15 @@ async def open_run(plan: BackupPlan, *, credentials: str | None = None) -> Async
         assert run_id is not None
         now = source.now()
         ctx = RunContext(
-            settings=settings,
+            settings=cloud.settings,
             plan=plan,
-            client=client,
+            client=cloud.client,
             engine=engine,
             waiter=JobWaiter(
-                client.vbs, interval=plan.poll_interval_seconds, sleep=source.sleep, clock=source.monotonic
+                cloud.client.vbs,
+                interval=plan.poll_interval_seconds,
+                sleep=source.sleep,
+                clock=source.monotonic,
             ),
             run_id=run_id,
             slot=plan.schedule_slot(now),
@@ -163,8 +163,6 @@ async def open_run(plan: BackupPlan, *, credentials: str | None = None) -> Async
             with Session(engine) as session:
                 finish_run(session=session, run_id=run_id, status=RunStatus.crashed, message=_short(exc))
             raise
-    finally:
-        await client.close()
 
 
 def _short(exc: BaseException) -> str:

@@ -6,9 +6,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy import Engine
+
+from vbs_backup.ledger import init_db, make_engine
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -34,3 +38,19 @@ def fresh_schema_url(prefix: str = "test") -> Iterator[str]:
     finally:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@contextmanager
+def ledger_engine(kind: str, tmp_path: Path, prefix: str = "test") -> Iterator[Engine]:
+    """A fresh, initialised ledger: a new SQLite file (`kind="sqlite"`) or a new PostgreSQL schema."""
+    if kind == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'ledger' / 'ledger.sqlite'}")
+        init_db(engine)
+        yield engine
+        engine.dispose()
+        return
+    with fresh_schema_url(prefix) as url:
+        engine = make_engine(url)
+        init_db(engine)
+        yield engine
+        engine.dispose()

@@ -128,14 +128,18 @@ async def _start(
     found = None if fresh else await _live_backup_named(client, name, disk.volume_id)
     if found is not None:
         return await _adopt(engine, disk, row_id, name, found)
-    try:
-        new_job = await client.vbs.create_backup(
+
+    async def create() -> str:
+        return await client.vbs.create_backup(
             disk.volume_id,
             name,
             description=plan.ownership_marker(),
             tags=plan.backup_tags(),
             full_backup=full_backup,
         )
+
+    try:
+        new_job = await create()
     except TransportError:
         # The answer was lost; the create may have happened. Look before trying again (never blindly).
         found = await _live_backup_named(client, name, disk.volume_id)
@@ -145,13 +149,7 @@ async def _start(
         log.warning(
             "%s: create answer lost and no backup named %s exists; creating once more", disk.label, name
         )
-        new_job = await client.vbs.create_backup(
-            disk.volume_id,
-            name,
-            description=plan.ownership_marker(),
-            tags=plan.backup_tags(),
-            full_backup=full_backup,
-        )
+        new_job = await create()
     except ApiError as exc:
         if exc.code != RUNNING_ON_DISK:
             raise

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from .cloud.errors import CloudError, NotFoundError
@@ -50,16 +50,6 @@ class _Pending:
     volume_id: str | None
     deadline: float
     future: asyncio.Future[JobResult]
-    seen_creating: bool = False
-
-
-@dataclass
-class WaiterStats:
-    rounds: int = 0
-    list_requests: int = 0
-    job_requests: int = 0
-    per_round_max: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 class JobWaiter:
@@ -81,7 +71,6 @@ class JobWaiter:
         self._page_size = page_size
         self._pending: dict[str, _Pending] = {}
         self._loop_task: asyncio.Task[None] | None = None
-        self.stats = WaiterStats()
 
     async def wait(
         self, job_id: str | None, backup_name: str, *, volume_id: str | None = None, timeout: float
@@ -111,30 +100,21 @@ class JobWaiter:
                 raise
 
     async def _round(self) -> None:
-        self.stats.rounds += 1
-        requests = 0
         try:
-            creating: set[str] = set()
-            async for backup in self._vbs.iter_backup_details(status="creating", page_size=self._page_size):
-                if len(creating) % self._page_size == 0:
-                    requests += 1
-                if backup.name:
-                    creating.add(backup.name)
-            requests = max(requests, 1)
+            creating = {
+                b.name
+                async for b in self._vbs.iter_backup_details(status="creating", page_size=self._page_size)
+                if b.name
+            }
         except CloudError as exc:
             # a failed listing only costs this round: the jobs are asked directly below instead
             log.warning("backups list failed during a poll round (%s); asking the job API", exc)
-            self.stats.errors.append(str(exc))
-            creating, requests = set(), 1
-        self.stats.list_requests += requests
+            creating = set()
         now = self._clock()
         for pending in list(self._pending.values()):
             if pending.backup_name in creating and now < pending.deadline:
-                pending.seen_creating = True
                 continue
             result = await (self._ask_job(pending) if pending.job_id else self._ask_backup(pending))
-            requests += 1
-            self.stats.job_requests += 1
             if result is None and now >= pending.deadline:
                 what = f"job {pending.job_id}" if pending.job_id else f"backup {pending.backup_name}"
                 result = JobResult(
@@ -143,7 +123,6 @@ class JobWaiter:
             if result is not None:
                 del self._pending[pending.key]
                 pending.future.set_result(result)
-        self.stats.per_round_max = max(self.stats.per_round_max, requests)
 
     async def _ask_job(self, pending: _Pending) -> JobResult | None:
         assert pending.job_id is not None

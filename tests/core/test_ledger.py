@@ -11,7 +11,7 @@ from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlmodel import Session, select
 
-from tests.pg import fresh_schema_url
+from tests.pg import ledger_engine
 from vbs_backup.ledger import (
     DeleteStatus,
     DiskBackup,
@@ -46,17 +46,8 @@ T0 = datetime(2024, 3, 5, 2, 0, tzinfo=UTC)
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A fresh, initialized ledger: a new SQLite file, or a new schema on the PostgreSQL server."""
-    if request.param == "sqlite":
-        eng = make_engine(f"sqlite:///{tmp_path / 'ledger' / 'ledger.sqlite'}")
-        init_db(eng)
-        yield eng
-        eng.dispose()
-        return
-    with fresh_schema_url("test_ledger") as url:
-        eng = make_engine(url)
-        init_db(eng)
-        yield eng
-        eng.dispose()
+    with ledger_engine(request.param, tmp_path, "test_ledger") as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from tests.conftest import OTHER_PROJECT
-from tests.pg import fresh_schema_url
+from tests.pg import ledger_engine
 from vbs_backup.cloud import CloudClient, JobFailedError, RetryPolicy
 from vbs_backup.config import BackupPlan
 from vbs_backup.drills import choose_sample, clean_leftovers, drill_disk, scratch_name
@@ -94,17 +94,8 @@ def engine(tmp_path: Path) -> Engine:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """The ledger functions alone run on both databases."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
-        init_db(engine)
+    with ledger_engine(request.param, tmp_path, "test_restores") as engine:
         yield engine
-        engine.dispose()
-        return
-    with fresh_schema_url("test_restores") as url:
-        engine = make_engine(url)
-        init_db(engine)
-        yield engine
-        engine.dispose()
 
 
 async def backup_now(client: CloudClient, volume_id: str, name: str) -> str:
