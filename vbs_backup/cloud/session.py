@@ -15,7 +15,7 @@ import asyncio
 import logging
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -75,6 +75,21 @@ def _query_value(href: str, name: str) -> str | None:
 
 
 MAX_IN_FLIGHT = 50  # concurrent HTTP requests per session (and connections in its pool)
+
+# Marker paging over a collection that loses rows meanwhile (see `CloudSession.paginate`): earlier ids
+# tried before restarting from the first page, and refused markers recovered from per listing.
+MARKER_WALK_BACK = 2
+MARKER_LOSSES = 10
+
+
+def _marker_vanished(error: ApiError, marker: str) -> bool:
+    """The page request failed because its marker no longer exists: 400 or 404 (Cinder answers 400
+    badRequest "Marker <id> could not be found.", EVS 400 EVS.1024 "invalid marker! volume <id> is not in
+    the list") whose message names this marker and says "marker" (in the message or the code). A 404 for
+    the path or the project, or a 400 about another parameter, does not match."""
+    if error.http_status not in (400, 404) or not error.message or marker not in error.message:
+        return False
+    return "marker" in f"{error.code or ''} {error.message}".lower()
 
 
 class CloudSession:
@@ -290,6 +305,24 @@ class CloudSession:
         style="page": `limit`/`offset` with offset a 1-based page number (ECS cloudservers/detail, §5a).
         Both offset styles need `page_size`; they stop at a short or empty page (or a missing next link
         when `links_key` is given). An empty page always ends the listing.
+
+        A marker that vanishes between two page requests (marker style only): the item whose id is the
+        next page's marker may be deleted meanwhile (a retention run, a `status` filter that a `deleting`
+        backup no longer matches), and the server then refuses the marker (Cinder: 400 "Marker <id> could
+        not be found."; EVS: EVS.1024 naming the volume). Only that answer is recovered from (see
+        `_marker_vanished`: 400/404 whose message names the marker and says "marker"); every other error
+        propagates as before. Recovery resumes from an earlier marker of the same walk: the ids just
+        before the lost one (up to `MARKER_WALK_BACK` of them, most recent first, one request each); the
+        rows after an earlier marker are what followed the lost one plus the rows in between, which were
+        already yielded. When those are gone too, the walk restarts from the first page. Either way no id
+        is yielded twice (marker style never yields an id it already yielded), so nothing that still
+        exists is lost or repeated. Walking back is chosen over always restarting because a restart
+        re-reads the whole listing (tens of pages for a large project) while a step back re-reads at most
+        a few rows. It relies on the order not moving under the walk, which holds for the default
+        `created_at` order (a deletion changes `status`/`updated_at`, never `created_at` or `id`) and is
+        what marker paging assumes anyway. At most `MARKER_LOSSES` refused markers per listing are
+        recovered from; the next one is raised as it came (a server that refuses every marker must not
+        make a listing loop).
         """
         if style not in _STYLES:
             raise ValueError(f"style must be one of {', '.join(_STYLES)}")
@@ -300,20 +333,55 @@ class CloudSession:
             base["limit"] = page_size
         marker: str | None = None
         position = 0 if style == "offset" else 1
-        seen: set[str] = set()
+        seen: set[str] = set()  # markers sent since the walk (re)started: a repeat means no progress
+        yielded: set[str] = set()  # ids already handed out (marker style)
+        trail: deque[str] = deque(maxlen=MARKER_WALK_BACK + 1)  # last ids of this walk, in server order
+        losses = 0  # refused markers in this listing
+        failed_in_row = 0  # refused markers since the last page that arrived
         while True:
             query = dict(base)
             if style == "marker" and marker is not None:
                 query["marker"] = marker
             elif style != "marker":
                 query["offset"] = position
-            body = await self.json(service, "GET", path, params=query, operation=operation)
+            try:
+                body = await self.json(service, "GET", path, params=query, operation=operation)
+            except ApiError as exc:
+                if style != "marker" or marker is None or not _marker_vanished(exc, marker):
+                    raise
+                losses += 1
+                failed_in_row += 1
+                if losses > MARKER_LOSSES:
+                    raise
+                if trail and trail[-1] == marker:
+                    trail.pop()
+                lost, marker = marker, None
+                if trail and failed_in_row <= MARKER_WALK_BACK:
+                    marker = trail[-1]
+                else:
+                    trail.clear()
+                seen = set() if marker is None else {marker}
+                log.warning(
+                    "%s: marker %s no longer exists; resuming %s",
+                    operation or path,
+                    lost,
+                    f"after {marker}" if marker else "from the first page",
+                    extra={"operation": operation, "marker": lost},
+                )
+                continue
+            failed_in_row = 0
             items = body.get(items_key) if isinstance(body, dict) else None
             if items is None:
                 items = []
             if not isinstance(items, list):
                 raise InvalidResponseError(f"{operation or path}: {items_key!r} is not a list")
             for item in items:
+                item_id = item.get(id_key) if style == "marker" and isinstance(item, dict) else None
+                if isinstance(item_id, str) and item_id:
+                    trail.append(item_id)
+                    if item_id in yielded:
+                        continue
+                    yielded.add(item_id)
                 yield item
             if not items:
                 return

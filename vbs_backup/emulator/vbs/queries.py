@@ -62,6 +62,9 @@ def list_backups(project: Project, params: Mapping[str, str]) -> Page:
     if marker:
         ids = [b.id for b in rows]
         if marker not in ids:
+            # The reference (§2.5/§2.6) says nothing about an unknown marker: Cinder's behaviour, its
+            # MarkerNotFound turned into 400 badRequest "Marker <id> could not be found.". This is also what
+            # a lister sees when the backup its marker names was deleted (or left the filter) in between.
             raise _bad(f"Marker {marker} could not be found.")
         rows = rows[ids.index(marker) + 1 :]
     rows = rows[offset:]
