@@ -12,6 +12,18 @@
     GET    /clock;  POST /clock/advance {"seconds": N}
     GET    /settings;  POST /settings (partial update)
 
+Topology, as an operator would change it (every backup is kept: a backup belongs to its volume id):
+
+    POST   /servers/{id}            {"name"?, "tags"?: {k: v}} rename / replace tags -> {id, name, tags,
+                                    volume_ids}
+    POST   /volumes/{id}/attach     {"server_id", "device": "/dev/vdd", "boot_index"?: null, "bus"?: "virtio"}
+                                    -> {id, status, attachments: [{server_id, device, boot_index}]};
+                                    a disk attached elsewhere gets a second attachment (multi-attach)
+    POST   /volumes/{id}/detach     {"server_id"} -> the same; `available` once no attachment is left
+    POST   /backups                 {"volume_id", "name", "description"?, "status"?: "available",
+                                    "created_at"?: ISO 8601 (default now), "kind"?: "manual"|"auto"}
+                                    -> {"id"}: a backup made by someone else (e.g. `autobk_...`), no job
+
 A reset empties the state (projects, shares, tokens, job faults, request log), restores default settings,
 removes fault rules and the rate limit, re-seeds the state's random generator when a seed was given, moves
 a `ManualClock` back to the real current time (so AK/SK signatures made with real time are fresh again),
@@ -24,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -31,12 +44,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import ecs, evs
 from .clock import ManualClock, real_now
 from .errors import CloudApiError, EmulatorError
 from .faults import FaultInjector, FaultRule, RateLimiter
 from .fleet import FleetError, FleetModel, apply_fleet, load_fleet, settings_from
 from .http import error_response, fmt_backup_time, fmt_job_time
-from .state import CloudState, JobFault, Settings
+from .state import CloudState, JobFault, Settings, Volume
+from .vbs import backups
 
 PREFIX = "/_emulator"
 
@@ -253,6 +268,121 @@ def _state(request: Request, body: Any) -> Any:
     return summary(state)
 
 
+def _update_server(request: Request, body: Any) -> Any:
+    data = _fields(body, required=(), optional=("name", "tags"))
+    name, tags = _typed(data, "name", str), _typed(data, "tags", dict)
+    if name is None and tags is None:
+        raise _bad("give a name and/or tags")
+    if tags is not None and not all(isinstance(v, str) for v in tags.values()):
+        raise _bad("tags must map strings to strings")
+    state = _cloud(request)
+    with state.locked():
+        server = _checked(ecs.update_server, state, request.path_params["server_id"], name=name, tags=tags)
+        return {
+            "id": server.id,
+            "name": server.name,
+            "tags": dict(server.tags),
+            "volume_ids": list(server.volume_ids),
+        }
+
+
+def _attach(request: Request, body: Any) -> Any:
+    data = _fields(body, required=("server_id", "device"), optional=("boot_index", "bus"))
+    boot_index = _typed(data, "boot_index", int)
+    state = _cloud(request)
+    with state.locked():
+        volume = _checked(
+            evs.attach_volume,
+            state,
+            request.path_params["volume_id"],
+            _typed(data, "server_id", str),
+            device=_typed(data, "device", str),
+            boot_index=boot_index,
+            bus=_typed(data, "bus", str) or "virtio",
+        )
+        return _volume_view(volume)
+
+
+def _detach(request: Request, body: Any) -> Any:
+    data = _fields(body, required=("server_id",), optional=())
+    state = _cloud(request)
+    with state.locked():
+        volume = _checked(
+            evs.detach_volume, state, request.path_params["volume_id"], _typed(data, "server_id", str)
+        )
+        return _volume_view(volume)
+
+
+def _volume_view(volume: Volume) -> dict[str, Any]:
+    return {
+        "id": volume.id,
+        "status": volume.status,
+        "attachments": [
+            {"server_id": a.server_id, "device": a.device, "boot_index": a.boot_index}
+            for a in volume.attachments
+        ],
+    }
+
+
+def _plant_backup(request: Request, body: Any) -> Any:
+    data = _fields(
+        body, required=("volume_id", "name"), optional=("description", "status", "created_at", "kind")
+    )
+    created_at = _typed(data, "created_at", str)
+    state = _cloud(request)
+    with state.locked():
+        backup = _checked(
+            backups.plant_backup,
+            state,
+            _typed(data, "volume_id", str),
+            name=_typed(data, "name", str),
+            description=_typed(data, "description", str),
+            status=_typed(data, "status", str) or "available",
+            created_at=None if created_at is None else _timestamp(created_at),
+            kind=_typed(data, "kind", str) or "manual",
+        )
+        return {"id": backup.id}
+
+
+def _fields(body: Any, *, required: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, Any]:
+    data = _object(body)
+    unknown = sorted(set(data) - set(required) - set(optional))
+    if unknown:
+        raise _bad(f"unknown keys {', '.join(unknown)}; known: {', '.join(sorted(required + optional))}")
+    missing = [key for key in required if data.get(key) is None]
+    if missing:
+        raise _bad(f"{', '.join(missing)} required")
+    return data
+
+
+_KINDS = {str: "a string", int: "an integer", dict: "an object"}
+
+
+def _typed(data: dict[str, Any], key: str, kind: type) -> Any:
+    """`data[key]` when it is a `kind` (None when absent or null); a bool is never taken for an int."""
+    value = data.get(key)
+    if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+        raise _bad(f"{key} must be {_KINDS.get(kind, kind.__name__)}")
+    return value
+
+
+def _timestamp(text: str) -> datetime:
+    """ISO 8601; without a zone it is UTC (like every time the emulator serves)."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise _bad(f"created_at {text!r} is not an ISO 8601 time") from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _checked(action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a backend action; its `ValueError` (a refused operation) answers 400 Emulator.BadRequest."""
+    try:
+        return action(*args, **kwargs)
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+
+
 def _object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _bad("a JSON object body is required")
@@ -287,13 +417,17 @@ def routes() -> list[Route]:
         ("/clock", _clock, ["GET"]),
         ("/clock/advance", _clock, ["POST"]),
         ("/settings", _settings, ["GET", "POST"]),
+        ("/servers/{server_id}", _update_server, ["POST"]),
+        ("/volumes/{volume_id}/attach", _attach, ["POST"]),
+        ("/volumes/{volume_id}/detach", _detach, ["POST"]),
+        ("/backups", _plant_backup, ["POST"]),
     ]
     return [
         Route(
             PREFIX + path,
             _endpoint(handler),
             methods=methods,
-            name="emulator." + path.strip("/").replace("/", "_"),
+            name="emulator." + path.strip("/").replace("/", "_").replace("{", "").replace("}", ""),
         )
         for path, handler, methods in table
     ]

@@ -78,6 +78,30 @@ def list_volume_attachments(project: Project, server_id: str) -> list[tuple[Volu
     return attached_disks(project, server)
 
 
+def update_server(
+    state: CloudState, server_id: str, *, name: str | None = None, tags: dict[str, str] | None = None
+) -> Server:
+    """Rename a server and/or replace its tags, as an operator would in the console (control API).
+
+    Its disks stay attached and every backup stays where it is (a backup belongs to its volume id).
+    Raises `ValueError` for an unknown server or an invalid name/tags.
+    """
+    found = state.find_server(server_id)
+    if found is None:
+        raise ValueError(f"server {server_id} does not exist")
+    _, server = found
+    if name is not None and not 1 <= len(name) <= 255:
+        raise ValueError("name must be 1 to 255 characters")
+    # "key=value" on the wire and comma lists in the `tags` filter: keep both unambiguous.
+    if tags is not None and any(not k or "=" in k or "," in k or "," in v for k, v in tags.items()):
+        raise ValueError("tag keys must be non-empty without '=' or ','; tag values without ','")
+    if name is not None:
+        server.name = name
+    if tags is not None:
+        server.tags = dict(tags)
+    return server
+
+
 def _tag_terms(value: str) -> list[tuple[str, str | None]]:
     terms = []
     for item in value.split(","):

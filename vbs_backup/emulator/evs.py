@@ -1,7 +1,8 @@
 """EVS: disk details, the filtered disk list, and creating/deleting disks (reference §5a, §4.9).
 
 Backend functions carry the operation names (`get_volume`, `list_volumes`, `create_volume`,
-`delete_volume`); `volume_wire` builds the documented volume JSON; `routes()` binds them to
+`delete_volume`; `attach_volume` / `detach_volume` serve the control API only, as operator actions);
+`volume_wire` builds the documented volume JSON; `routes()` binds them to
 `/v2/{project_id}/cloudvolumes...`. Errors are `{"error": {"code": "EVS.xxxx", "message": ...}}` with the
 documented codes where there is one (EVS.1002 disk id, EVS.1006 backup id, EVS.1008-1010 create body,
 EVS.1023 limit, EVS.1024 marker) and a marked choice otherwise.
@@ -15,16 +16,19 @@ so that `GET /v1/{pid}/jobs/{job_id}` finds it. `DELETE` likewise removes the di
 
 from __future__ import annotations
 
+import re
 import uuid
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.routing import Route
 
+from .ecs import attached_disks
 from .errors import CloudApiError
 from .http import fmt_backup_time, route
-from .state import CloudState, Job, Project, Volume, new_job_id, new_uuid
+from .state import Attachment, CloudState, Job, Project, Server, Volume, new_job_id, new_uuid
 
 VOLUME_TYPES = ("SATA", "SAS", "SSD", "GPSSD", "ESSD")
 DELETABLE = ("available", "error", "error_restoring", "error_extending")  # ECS/EVS delete constraints
@@ -181,6 +185,103 @@ def delete_volume(state: CloudState, project: Project, volume_id: str) -> Job:
     return _finished_job(state, project, "deleteVolume", volume_id)
 
 
+# Attaching and detaching (control API only: the documented API has no attach/detach call) --------------
+
+DEVICE_RE = re.compile(r"^/dev/[a-z]+[a-z0-9]*$")  # the fleet file's rule
+JOB_STATUSES = ("backing-up", "restoring-backup")  # a VBS job restores `status_before_job` when it ends
+
+
+def attach_volume(
+    state: CloudState,
+    volume_id: str,
+    server_id: str,
+    *,
+    device: str,
+    boot_index: int | None = None,
+    bus: str = "virtio",
+) -> Volume:
+    """Attach a disk to a server under `device`, as an operator would; raises `ValueError` when refused.
+
+    A disk already attached to another server gets a second attachment (multi-attach: a shared disk,
+    `multiattach` true from then on) and shows on both servers. Refused: an unknown server or disk, a
+    server in another project, the same server twice, a device (or the system disk slot, boot index 0)
+    already taken on that server. The disk's backups are untouched.
+    """
+    project, server, volume = _server_and_volume(state, volume_id, server_id)
+    if any(a.server_id == server.id for a in volume.attachments):
+        raise ValueError(f"volume {volume.id} is already attached to server {server.id}")
+    if not DEVICE_RE.match(device):
+        raise ValueError(f"device {device!r} is not a device name like /dev/vdb")
+    if boot_index is not None and boot_index < 0:
+        raise ValueError("boot_index must be null or an integer >= 0")
+    if bus not in ("virtio", "scsi"):
+        raise ValueError("bus must be virtio or scsi")
+    disks = attached_disks(project, server)
+    taken = next((v for v, a, _ in disks if a.device == device), None)
+    if taken is not None:
+        raise ValueError(f"device {device} is already used on server {server.id} by volume {taken.id}")
+    if boot_index == 0 and any(index == 0 for _, _, index in disks):
+        raise ValueError(f"server {server.id} already has a system disk (boot_index 0)")
+    now = state.now()
+    volume.attachments.append(
+        Attachment(
+            server_id=server.id,
+            device=device,
+            boot_index=boot_index,
+            attachment_id=new_uuid(state.rng),
+            attached_at=now,
+            bus=bus,
+        )
+    )
+    if len(volume.attachments) > 1:
+        volume.multiattach = True
+    server.volume_ids.append(volume.id)  # attachment order: the newest disk comes last
+    _settle_status(volume, now)
+    return volume
+
+
+def detach_volume(state: CloudState, volume_id: str, server_id: str) -> Volume:
+    """Detach a disk from one server; it turns `available` when no attachment is left.
+
+    Raises `ValueError` for an unknown server or disk, or a disk not attached to that server. The disk's
+    other attachments and its backups are untouched.
+    """
+    _, server, volume = _server_and_volume(state, volume_id, server_id)
+    attachment = next((a for a in volume.attachments if a.server_id == server.id), None)
+    if attachment is None:
+        raise ValueError(f"volume {volume.id} is not attached to server {server.id}")
+    volume.attachments.remove(attachment)
+    if volume.id in server.volume_ids:
+        server.volume_ids.remove(volume.id)
+    _settle_status(volume, state.now())
+    return volume
+
+
+def _server_and_volume(state: CloudState, volume_id: str, server_id: str) -> tuple[Project, Server, Volume]:
+    found_volume, found_server = state.find_volume(volume_id), state.find_server(server_id)
+    if found_volume is None:
+        raise ValueError(f"volume {volume_id} does not exist")
+    if found_server is None:
+        raise ValueError(f"server {server_id} does not exist")
+    (project, volume), (server_project, server) = found_volume, found_server
+    if server_project is not project:
+        raise ValueError(f"volume {volume_id} and server {server_id} are in different projects")
+    return project, server, volume
+
+
+def _settle_status(volume: Volume, now: datetime) -> None:
+    """`in-use` while attached, else `available`; during a VBS job, the status the job will restore.
+
+    Other statuses (`error`, `error_restoring`, ...) stay: attaching does not repair a broken disk.
+    """
+    resting = "in-use" if volume.attachments else "available"
+    if volume.status in ("available", "in-use"):
+        volume.status = resting
+    elif volume.status in JOB_STATUSES and volume.status_before_job in ("available", "in-use"):
+        volume.status_before_job = resting
+    volume.updated_at = now
+
+
 def _finished_job(state: CloudState, project: Project, job_type: str, volume_id: str) -> Job:
     now = state.now()
     job = Job(
@@ -223,8 +324,8 @@ def volume_wire(volume: Volume, project: Project, base_url: str, region: str) ->
         "volume_type": volume.volume_type,
         "metadata": dict(volume.metadata),
         "encrypted": volume.metadata.get("__system__encrypted") == "1",
-        "multiattach": False,
-        "shareable": "false",
+        "multiattach": volume.multiattach,
+        "shareable": "true" if volume.multiattach else "false",
         "snapshot_id": None,
         "source_volid": None,
         "os-vol-tenant-attr:tenant_id": project.id,

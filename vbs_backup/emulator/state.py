@@ -65,6 +65,7 @@ class Volume:
     updated_at: datetime | None = None
     status_before_job: str | None = None  # restored when a backup/restore job ends
     tags: dict[str, str] = field(default_factory=dict)
+    multiattach: bool = False  # a shared disk: set once it is attached to a second server
 
 
 @dataclass
@@ -273,6 +274,12 @@ class CloudState:
 
     def project(self, project_id: str) -> Project | None:
         return self.projects.get(project_id)
+
+    def find_server(self, server_id: str) -> tuple[Project, Server] | None:
+        for project in self.projects.values():
+            if server_id in project.servers:
+                return project, project.servers[server_id]
+        return None
 
     def find_volume(self, volume_id: str) -> tuple[Project, Volume] | None:
         for project in self.projects.values():

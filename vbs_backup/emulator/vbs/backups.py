@@ -77,6 +77,52 @@ def get_quotas(project: Project) -> dict[str, Any]:
 # The create job, shared by the cloud API, the native API and policies
 
 
+def new_backup(
+    state: CloudState,
+    project: Project,
+    volume: Volume,
+    *,
+    name: str | None,
+    description: str | None,
+    status: str,
+    at: datetime,
+    tags: list[dict[str, str]] | None = None,
+    force_full: bool = False,
+    snapshot_id: str | None = None,
+    kind: str = "manual",
+    policy_id: str | None = None,
+    retention_rule: tuple[str, int] | None = None,
+) -> Backup:
+    """Add a backup row of `volume` made at `at` (no job, no disk status change: the caller's part).
+
+    Full when `force_full` or when the disk has no usable backup yet, else incremental (INC in the
+    wire description)."""
+    full = force_full or not any(
+        b.volume_id == volume.id and b.status in ("available", "restoring") for b in project.backups.values()
+    )
+    backup = Backup(
+        id=new_uuid(state.rng),
+        name=name or "",
+        volume_id=volume.id,
+        project_id=project.id,
+        status=status,
+        size=volume.size,
+        created_at=at,
+        updated_at=at,
+        data_timestamp=at,
+        description=description,
+        incremental=not full,
+        snapshot_id=snapshot_id,
+        availability_zone=volume.availability_zone,
+        tags=list(tags or []),
+        kind="auto" if kind == "auto" else "manual",
+        policy_id=policy_id,
+        retention_rule=retention_rule,
+    )
+    project.backups[backup.id] = backup
+    return backup
+
+
 def start_backup(
     state: CloudState,
     project: Project,
@@ -99,29 +145,21 @@ def start_backup(
     `at` is the virtual time of the request (a scheduled run fires at its slot time, maybe inside a tick
     that catches up with a clock jump)."""
     now = at or state.now()
-    full = force_full or not any(
-        b.volume_id == volume.id and b.status in ("available", "restoring") for b in project.backups.values()
-    )
-    backup = Backup(
-        id=new_uuid(state.rng),
-        name=name or "",
-        volume_id=volume.id,
-        project_id=project.id,
-        status="creating",
-        size=volume.size,
-        created_at=now,
-        updated_at=now,
-        data_timestamp=now,
+    backup = new_backup(
+        state,
+        project,
+        volume,
+        name=name,
         description=description,
-        incremental=not full,
+        status="creating",
+        at=now,
+        tags=tags,
+        force_full=force_full,
         snapshot_id=snapshot_id,
-        availability_zone=volume.availability_zone,
-        tags=list(tags or []),
-        kind="auto" if kind == "auto" else "manual",
+        kind=kind,
         policy_id=policy_id,
         retention_rule=retention_rule,
     )
-    project.backups[backup.id] = backup
     volume.status_before_job = volume.status
     volume.status = "backing-up"
     volume.updated_at = now
@@ -184,6 +222,52 @@ def _on_finish(state: CloudState, project: Project, job: Job, at: datetime, ok: 
 
 
 jobs.register(CREATE, on_start=_on_start, on_finish=_on_finish)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Planting a backup (control API): one made by someone else, e.g. a policy's `autobk_...` backup
+
+
+BACKUP_STATUSES = ("creating", "available", "error", "restoring", "deleting", "error_restoring")
+
+
+def plant_backup(
+    state: CloudState,
+    volume_id: str,
+    *,
+    name: str,
+    description: str | None = None,
+    status: str = "available",
+    created_at: datetime | None = None,
+    kind: str = "manual",
+) -> Backup:
+    """Add a backup of an existing disk as another tool or a policy would have made it, bypassing the
+    name/description rules, quotas and limits of the documented create; raises `ValueError` when refused.
+
+    The row is built like any other backup (`new_backup`), in the disk's project, dated `created_at`
+    (default: now) and with a snapshot id unless still `creating`. No job stands behind it: it keeps its
+    status until the documented API changes it (a planted `creating` backup blocks new backups of the disk,
+    as a running one does), and the disk's status is left as it is.
+    """
+    found = state.find_volume(volume_id)
+    if found is None:
+        raise ValueError(f"volume {volume_id} does not exist")
+    if status not in BACKUP_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(BACKUP_STATUSES)}")
+    if kind not in ("manual", "auto"):
+        raise ValueError("kind must be manual or auto")
+    project, volume = found
+    return new_backup(
+        state,
+        project,
+        volume,
+        name=name,
+        description=description,
+        status=status,
+        at=created_at or state.now(),
+        snapshot_id=None if status == "creating" else new_uuid(state.rng),
+        kind=kind,
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
