@@ -121,6 +121,73 @@ def report(
     console.print(protection_table(engine))
 
 
+ledger_app = typer.Typer(help="The ledger database: schema revision and migrations.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+LedgerUrlOption = Annotated[
+    str | None, typer.Option(help="Ledger URL (default: VBS_BACKUP_DATABASE_URL or the local SQLite file).")
+]
+
+
+def _ledger_settings(database_url: str | None):
+    from vbs_backup.config import Settings
+
+    return Settings() if database_url is None else Settings(database_url=database_url)
+
+
+def _ledger_failed(where: str, exc: Exception) -> typer.Exit:
+    # One line, not a traceback: the database's own message (a DBAPIError's `orig`), never the URL.
+    typer.echo(f"{where}: {getattr(exc, 'orig', None) or exc}", err=True)
+    return typer.Exit(1)
+
+
+@ledger_app.command("upgrade")
+def ledger_upgrade(database_url: LedgerUrlOption = None) -> None:
+    """Migrate the ledger to this version's schema (every run also does it at start). Exit 1 if that
+    fails, or if the ledger was written by a newer vbs-backup."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from vbs_backup.ledger import LedgerVersionError, make_engine, upgrade_ledger
+
+    settings = _ledger_settings(database_url)
+    where = f"ledger {settings.database_url_redacted()}"  # never the password
+    engine = make_engine(settings.database_url)
+    try:
+        old, new = upgrade_ledger(engine)
+    except (LedgerVersionError, SQLAlchemyError) as exc:
+        raise _ledger_failed(where, exc) from None
+    finally:
+        engine.dispose()
+    if old == new:
+        typer.echo(f"{where}: already at revision {new}")
+    elif old is None:
+        typer.echo(f"{where}: created at revision {new}")
+    else:
+        typer.echo(f"{where}: migrated from revision {old} to {new}")
+
+
+@ledger_app.command("version")
+def ledger_version(database_url: LedgerUrlOption = None) -> None:
+    """Show the ledger's schema revision and the one this vbs-backup writes (reads only)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from vbs_backup.ledger import ledger_head, ledger_revision, make_engine
+
+    settings = _ledger_settings(database_url)
+    where = f"ledger {settings.database_url_redacted()}"
+    engine = make_engine(settings.database_url)
+    try:
+        current = ledger_revision(engine)
+    except SQLAlchemyError as exc:
+        raise _ledger_failed(where, exc) from None
+    finally:
+        engine.dispose()
+    head = ledger_head()
+    typer.echo(f"{where}: revision {current or 'none'}, this vbs-backup writes {head}")
+    if current != head:
+        typer.echo("`vbs-backup ledger upgrade` (or the next run) migrates it, unless newer code wrote it")
+
+
 @app.command()
 def plan(
     plan_file: Annotated[Path, typer.Option("--plan", exists=True, dir_okay=False, help="Plan YAML file.")],

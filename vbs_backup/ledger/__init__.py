@@ -1,15 +1,29 @@
 """The ledger: what every run did, disk by disk, and every retention decision (SQLModel on SQLite or
-PostgreSQL). Build an engine with :func:`make_engine`, create the tables with :func:`init_db`, and read or
-write only through the repository functions re-exported here.
+PostgreSQL). Build an engine with :func:`make_engine`, create or migrate the tables with :func:`init_db`
+(versioned Alembic migrations in ``migrations/``), and read or write only through the repository functions
+re-exported here.
 """
 
-from vbs_backup.ledger.engine import init_db, make_engine, normalize_url
+from vbs_backup.ledger.engine import (
+    LedgerVersionError,
+    init_db,
+    ledger_head,
+    ledger_revision,
+    make_engine,
+    normalize_url,
+    upgrade_ledger,
+)
 from vbs_backup.ledger.repository import (
+    RUN_LEASE,
     LedgerNotFoundError,
     VolumeProtection,
+    attempts_for_slot,
+    beat,
     disk_backups_for_run,
     find_disk_backup,
     finish_run,
+    live_run_ids,
+    mark_abandoned_runs,
     mark_delete,
     newest_attempt,
     owned_backup_ids,
@@ -20,7 +34,10 @@ from vbs_backup.ledger.repository import (
     record_retention_decision,
     record_submitted,
     record_verified,
+    recorded_backup_ids,
     start_run,
+    take_up_attempt,
+    unreconciled_attempts,
 )
 from vbs_backup.ledger.tables import (
     DeleteStatus,
@@ -34,21 +51,29 @@ from vbs_backup.ledger.tables import (
 )
 
 __all__ = [
+    "RUN_LEASE",
     "DeleteStatus",
     "DiskBackup",
     "DiskBackupStatus",
     "LedgerNotFoundError",
+    "LedgerVersionError",
     "RetentionAction",
     "RetentionDecision",
     "Run",
     "RunStatus",
     "UTCDateTime",
     "VolumeProtection",
+    "attempts_for_slot",
+    "beat",
     "disk_backups_for_run",
     "find_disk_backup",
     "finish_run",
     "init_db",
+    "ledger_head",
+    "ledger_revision",
+    "live_run_ids",
     "make_engine",
+    "mark_abandoned_runs",
     "mark_delete",
     "newest_attempt",
     "normalize_url",
@@ -60,5 +85,9 @@ __all__ = [
     "record_retention_decision",
     "record_submitted",
     "record_verified",
+    "recorded_backup_ids",
     "start_run",
+    "take_up_attempt",
+    "unreconciled_attempts",
+    "upgrade_ledger",
 ]

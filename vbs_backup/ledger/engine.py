@@ -1,22 +1,42 @@
-"""Engine factory for the ledger: SQLite (embedded, the default) or PostgreSQL (several workers).
+"""Engine factory for the ledger: SQLite (embedded, the default) or PostgreSQL (several workers), and its
+schema's version (Alembic migrations in ``migrations/``, applied by :func:`init_db`).
 
 Nothing here connects at import time; ``make_engine`` only prepares, the first session connects.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import logging
 import pkgutil
+import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
 
-__all__ = ["init_db", "ledger_tables", "make_engine", "normalize_url"]
+if TYPE_CHECKING:  # pragma: no cover
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
+__all__ = [
+    "LedgerVersionError",
+    "alembic_config",
+    "init_db",
+    "ledger_head",
+    "ledger_metadata",
+    "ledger_revision",
+    "ledger_tables",
+    "make_engine",
+    "normalize_url",
+    "upgrade_ledger",
+]
+
+log = logging.getLogger(__name__)
 
 
 def ledger_tables() -> list[Table]:
@@ -93,6 +113,130 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+# --------------------------------------------------------------------------------------------------------
+# Schema version
+# --------------------------------------------------------------------------------------------------------
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# The schema of every release before migrations existed: a ledger with tables but no version is at it.
+UNVERSIONED_REVISION = "0001"
+
+
+class LedgerVersionError(RuntimeError):
+    """The ledger's schema is newer than this code knows: it was written by a newer vbs-backup."""
+
+
+def ledger_metadata() -> MetaData:
+    """A metadata holding copies of the ledger's tables only (the SQLModel one is shared by every model)."""
+    metadata = MetaData()
+    for table in ledger_tables():
+        table.to_metadata(metadata)
+    return metadata
+
+
+def alembic_config(connection: Connection | None, target_metadata: MetaData | None = None) -> Config:
+    """Alembic's configuration, built in code (no alembic.ini): the migrations run on ``connection``, in
+    the caller's transaction. ``target_metadata`` is only for drafting a revision with autogenerate."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    config.attributes["target_metadata"] = target_metadata
+    return config
+
+
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(None))
+
+
+def ledger_head() -> str:
+    """The revision this code writes (the newest migration)."""
+    head = _scripts().get_current_head()
+    assert head is not None
+    return head
+
+
+def _revision(conn: Connection) -> str | None:
+    # Read directly rather than through Alembic's MigrationContext: this runs at every start and must be
+    # one quiet query (the context logs at INFO each time it is made).
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
+
+
+def ledger_revision(engine: Engine) -> str | None:
+    """The ledger's schema revision; None for an empty database or a ledger from before migrations."""
+    with engine.connect() as conn:
+        return _revision(conn)
+
+
+# Alembic keeps the running migration in module globals (`alembic.context`, `alembic.op`): two threads
+# migrating at once, even two different databases, would mix them up. One migration per process at a time.
+_MIGRATING = threading.Lock()
+
+
+def _lock(conn: Connection) -> None:
+    """Serialise migrations across processes, and make them all-or-nothing: two workers starting at once
+    would both see an old ledger; the second waits here until the first commits, then finds it current.
+
+    PostgreSQL: an advisory lock per schema, released with the transaction (its DDL is transactional).
+    SQLite: the driver opens a transaction only before a data change, leaving DDL to autocommit; an explicit
+    ``BEGIN IMMEDIATE`` takes the write lock now (others wait, up to the busy timeout) and keeps the DDL in
+    the transaction, so a migration that fails half-way leaves the ledger as it was."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('vbs_backup.ledger:' || current_schema()))"))
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def upgrade_ledger(engine: Engine) -> tuple[str | None, str]:
+    """Bring the ledger to the head revision, in one transaction; returns (from, to), from None when the
+    database was empty.
+
+    Empty: the tables are created from the models and stamped head (a fresh ledger need not replay
+    history). Tables but no version: a ledger of a release before migrations, stamped
+    ``UNVERSIONED_REVISION`` and upgraded. A revision this code does not know: :class:`LedgerVersionError`.
+    """
+    from alembic import command
+
+    head = ledger_head()
+    with _MIGRATING, engine.begin() as conn:
+        _lock(conn)
+        current = _revision(conn)  # again, under the lock: another worker may have just migrated
+        if current == head:
+            return current, head
+        config = alembic_config(conn)
+        unversioned = current is None
+        if unversioned:
+            tables = ledger_tables()
+            if not {t.name for t in tables} & set(inspect(conn).get_table_names()):
+                SQLModel.metadata.create_all(conn, tables=tables)
+                command.stamp(config, head)
+                log.info("ledger created at revision %s", head)
+                return None, head
+            command.stamp(config, UNVERSIONED_REVISION)
+            current = UNVERSIONED_REVISION
+        elif current not in {script.revision for script in _scripts().walk_revisions()}:
+            raise LedgerVersionError(
+                f"the ledger is at schema revision {current!r}, which this vbs-backup does not know (its "
+                f"newest is {head!r}): it was written by a newer vbs-backup; upgrade vbs-backup to use it"
+            )
+        command.upgrade(config, "head")
+        if unversioned:
+            # A ledger from an even older release may lack a table that came later (create_all used to add
+            # them at start); at head the models are the schema, so create what is missing from them.
+            SQLModel.metadata.create_all(conn, tables=ledger_tables())
+        log.info("ledger migrated from %s to %s", current, head)
+        return current, head
+
+
 def init_db(engine: Engine) -> None:
-    """Create the ledger's tables if they do not exist (safe to call at every start)."""
-    SQLModel.metadata.create_all(engine, tables=ledger_tables())
+    """Make the ledger current (safe and cheap to call at every start): one query when it already is,
+    otherwise :func:`upgrade_ledger` (create, or migrate). Raises :class:`LedgerVersionError` for a ledger
+    written by a newer vbs-backup."""
+    if ledger_revision(engine) != ledger_head():
+        upgrade_ledger(engine)

@@ -29,11 +29,16 @@ from vbs_backup.ledger.tables import (
 )
 
 __all__ = [
+    "RUN_LEASE",
     "LedgerNotFoundError",
     "VolumeProtection",
+    "attempts_for_slot",
+    "beat",
     "disk_backups_for_run",
     "find_disk_backup",
     "finish_run",
+    "live_run_ids",
+    "mark_abandoned_runs",
     "mark_delete",
     "newest_attempt",
     "owned_backup_ids",
@@ -44,8 +49,15 @@ __all__ = [
     "record_retention_decision",
     "record_submitted",
     "record_verified",
+    "recorded_backup_ids",
     "start_run",
+    "take_up_attempt",
+    "unreconciled_attempts",
 ]
+
+# A running run writes its heartbeat every minute or so (HEARTBEAT_EVERY in tasks/runtime.py); one silent for
+# this long is dead: its process was killed, or its machine or the Prefect server went away.
+RUN_LEASE = timedelta(minutes=10)
 
 # Error texts come from the cloud or our client; keep a row readable even when a job dumps a stack trace.
 MAX_TEXT = 2000
@@ -90,27 +102,86 @@ def start_run(
     deployment: str | None = None,
 ) -> Run:
     """Record the start of a run (status ``running``)."""
+    now = utcnow()
     return _save(
         session,
-        Run(plan_name=plan_name, trigger=trigger, flow_run_id=flow_run_id, deployment=deployment),
+        Run(
+            plan_name=plan_name,
+            trigger=trigger,
+            flow_run_id=flow_run_id,
+            deployment=deployment,
+            started_at=now,
+            heartbeat_at=now,
+        ),
     )
+
+
+def beat(*, session: Session, run_id: int) -> None:
+    """A live run says so (see RUN_LEASE)."""
+    run = _get(session, Run, run_id)
+    if run.status is RunStatus.running:
+        run.heartbeat_at = utcnow()
+        _save(session, run)
+
+
+def _dead_runs_query(plan_name: str | None, now: datetime, lease: timedelta):  # type: ignore[no-untyped-def]
+    # A run from before heartbeats has none: its start is its last sign of life.
+    last_sign = func.coalesce(Run.heartbeat_at, Run.started_at)
+    stmt = select(Run).where(Run.status == RunStatus.running, last_sign < now - lease)
+    return stmt if plan_name is None else stmt.where(Run.plan_name == plan_name)
+
+
+def mark_abandoned_runs(
+    *,
+    session: Session,
+    plan_name: str | None = None,
+    now: datetime | None = None,
+    lease: timedelta = RUN_LEASE,
+) -> list[Run]:
+    """Mark `abandoned` every `running` run (of `plan_name`, or of any plan) whose heartbeat stopped longer
+    than `lease` ago, freezing its counts; a live run keeps beating and is never touched."""
+    now = now or utcnow()
+    dead = list(session.exec(_dead_runs_query(plan_name, now, lease)).all())
+    marked = []
+    for run in dead:
+        assert run.id is not None
+        seen = run.heartbeat_at or run.started_at
+        message = f"abandoned: no sign of life since {seen.isoformat(timespec='seconds')} (process killed?)"
+        marked.append(finish_run(session=session, run_id=run.id, status=RunStatus.abandoned, message=message))
+    return marked
+
+
+def live_run_ids(
+    *, session: Session, plan_name: str, now: datetime | None = None, lease: timedelta = RUN_LEASE
+) -> set[int]:
+    """Runs of the plan that are `running` with a fresh heartbeat: their attempts are theirs to finish."""
+    now = now or utcnow()
+    last_sign = func.coalesce(Run.heartbeat_at, Run.started_at)
+    stmt = select(Run.id).where(
+        Run.plan_name == plan_name, Run.status == RunStatus.running, last_sign >= now - lease
+    )
+    return {i for i in session.exec(stmt).all() if i is not None}
 
 
 def finish_run(*, session: Session, run_id: int, status: RunStatus | str, message: str | None = None) -> Run:
     """Close a run: set its status and end time, and freeze its counts from the rows it owns.
 
-    Succeeded counts ``succeeded`` and ``adopted`` disks; failed counts ``failed``, ``timed_out`` and any disk
-    still unfinished (intent / submitted / running), because an unfinished disk is not protected.
+    Each disk counts once, by its newest attempt in the run. Succeeded counts ``succeeded`` and ``adopted``
+    disks; failed counts every other status, because an unfinished disk is not protected.
     ``deletes_done`` counts the run's retention decisions whose delete is ``done``.
     """
     status = RunStatus(status)
     run = _get(session, Run, run_id)
-    rows = session.exec(
-        select(DiskBackup.status, func.count()).where(DiskBackup.run_id == run_id).group_by(DiskBackup.status)
-    ).all()
-    by_status = {DiskBackupStatus(s): n for s, n in rows}
-    run.disks_total = sum(by_status.values())
-    run.disks_succeeded = sum(n for s, n in by_status.items() if s in DiskBackupStatus.successes())
+    # One disk may have several attempts in a run (a failed job retried): its newest attempt counts.
+    newest: dict[str, DiskBackup] = {}
+    for row in session.exec(select(DiskBackup).where(DiskBackup.run_id == run_id)).all():
+        if row.volume_id not in newest or (row.attempt, row.id or 0) > (
+            newest[row.volume_id].attempt,
+            newest[row.volume_id].id or 0,
+        ):
+            newest[row.volume_id] = row
+    run.disks_total = len(newest)
+    run.disks_succeeded = sum(1 for r in newest.values() if r.status in DiskBackupStatus.successes())
     run.disks_failed = run.disks_total - run.disks_succeeded
     run.deletes_done = session.exec(
         select(func.count())
@@ -136,6 +207,8 @@ def record_intent(
     *,
     session: Session,
     run_id: int,
+    plan_name: str,
+    slot_start: datetime,
     server_id: str,
     server_name: str,
     volume_id: str,
@@ -145,17 +218,25 @@ def record_intent(
     is_system_disk: bool,
     backup_name: str,
 ) -> DiskBackup:
-    """Record that this disk is about to be backed up under ``backup_name``; call it before the create.
+    """Record a new attempt at the backup (plan, volume, slot); call it before the create.
 
-    Idempotent: if a row for the same volume and name exists (an earlier attempt at the same slot), that row
-    is returned with ``attempts`` incremented and moved to ``run_id``; its status, job id and backup id are
-    left as they are, so the caller can see that a backup may already exist and adopt it instead of
-    creating a duplicate.
+    Every attempt gets a row of its own (``attempt`` = 1, 2, ...), so a backup left behind by an earlier
+    attempt (a failed job's ``error`` backup) stays recorded as ours. Two workers racing for the same
+    attempt number are told apart by the unique constraint: the loser takes the next number.
     """
-    existing = find_disk_backup(session=session, volume_id=volume_id, backup_name=backup_name)
-    if existing is None:
+    for _ in range(5):
+        previous = session.exec(
+            select(func.max(DiskBackup.attempt)).where(
+                DiskBackup.plan_name == plan_name,
+                DiskBackup.volume_id == volume_id,
+                DiskBackup.slot_start == slot_start,
+            )
+        ).one()
         row = DiskBackup(
             run_id=run_id,
+            plan_name=plan_name,
+            slot_start=slot_start,
+            attempt=(previous or 0) + 1,
             server_id=server_id,
             server_name=server_name,
             volume_id=volume_id,
@@ -168,14 +249,61 @@ def record_intent(
         try:
             return _save(session, row)
         except IntegrityError:
-            # Another worker wrote the same intent between our read and our insert: use its row.
             session.rollback()
-            existing = find_disk_backup(session=session, volume_id=volume_id, backup_name=backup_name)
-            if existing is None:
-                raise
-    existing.attempts += 1
-    existing.run_id = run_id
-    return _save(session, existing)
+            taken = session.exec(
+                select(DiskBackup.id).where(
+                    DiskBackup.plan_name == plan_name,
+                    DiskBackup.volume_id == volume_id,
+                    DiskBackup.slot_start == slot_start,
+                    DiskBackup.attempt == row.attempt,
+                )
+            ).first()
+            if taken is None:
+                raise  # not a race for the attempt number (e.g. an unknown run): say what it is
+            # another worker took that attempt number: take the next one
+    raise RuntimeError(
+        f"could not record an attempt for {plan_name} {volume_id} {slot_start}: too many races"
+    )
+
+
+def take_up_attempt(*, session: Session, disk_backup_id: int, run_id: int) -> DiskBackup:
+    """A run carries on an earlier attempt (resumes its job, or adopts its backup)."""
+    row = _get(session, DiskBackup, disk_backup_id)
+    row.attempts += 1
+    row.run_id = run_id
+    return _save(session, row)
+
+
+def attempts_for_slot(
+    *, session: Session, plan_name: str, volume_id: str, slot_start: datetime
+) -> list[DiskBackup]:
+    """The attempts at one backup identity, oldest first."""
+    stmt = (
+        select(DiskBackup)
+        .where(
+            DiskBackup.plan_name == plan_name,
+            DiskBackup.volume_id == volume_id,
+            DiskBackup.slot_start == slot_start,
+        )
+        .order_by(col(DiskBackup.attempt), col(DiskBackup.id))
+    )
+    return list(session.exec(stmt).all())
+
+
+def unreconciled_attempts(
+    *, session: Session, plan_name: str, volume_ids: Sequence[str], exclude_run_ids: set[int]
+) -> list[DiskBackup]:
+    """Attempts of the plan on these volumes whose end the ledger does not know (unfinished, or timed out:
+    the job may have finished after its deadline), left by runs that are no longer alive."""
+    open_states = [*DiskBackupStatus.unfinished(), DiskBackupStatus.timed_out]
+    stmt = select(DiskBackup).where(
+        DiskBackup.plan_name == plan_name,
+        col(DiskBackup.volume_id).in_(list(volume_ids)),
+        col(DiskBackup.status).in_(open_states),
+    )
+    if exclude_run_ids:
+        stmt = stmt.where(col(DiskBackup.run_id).not_in(list(exclude_run_ids)))
+    return list(session.exec(stmt.order_by(col(DiskBackup.id))).all())
 
 
 def record_submitted(*, session: Session, disk_backup_id: int, job_id: str) -> DiskBackup:
@@ -196,6 +324,7 @@ def record_outcome(
     error_code: str | None = None,
     error_reason: str | None = None,
     incremental: bool | None = None,
+    created_by_us: bool | None = None,
 ) -> DiskBackup:
     """Record what became of a disk's job: ``running``, or a final status.
 
@@ -212,6 +341,8 @@ def record_outcome(
         row.backup_id = backup_id
     if incremental is not None:
         row.incremental = incremental
+    if created_by_us is not None:
+        row.created_by_us = created_by_us
     if status in DiskBackupStatus.finals():
         row.finished_at = utcnow()
         row.error_code = _cut(error_code)
@@ -230,24 +361,44 @@ def record_verified(*, session: Session, disk_backup_id: int, at: datetime | Non
 
 
 def find_disk_backup(*, session: Session, volume_id: str, backup_name: str) -> DiskBackup | None:
-    """The row of this volume's backup with this name, if any."""
-    stmt = select(DiskBackup).where(DiskBackup.volume_id == volume_id, DiskBackup.backup_name == backup_name)
+    """The newest attempt row of this volume's backup with this name, if any (names are decoration: the
+    identity is (plan, volume, slot); this is for people and tests looking a name up)."""
+    stmt = (
+        select(DiskBackup)
+        .where(DiskBackup.volume_id == volume_id, DiskBackup.backup_name == backup_name)
+        .order_by(col(DiskBackup.attempt).desc(), col(DiskBackup.id).desc())
+    )
     return session.exec(stmt).first()
 
 
-def owned_backup_ids(*, session: Session, volume_id: str) -> set[str]:
-    """Ids of every backup of this volume that the ledger knows we created (any status)."""
+def recorded_backup_ids(
+    *, session: Session, plan_name: str, volume_id: str, created_by_us_only: bool = False
+) -> set[str]:
+    """Ids of this volume's backups that the plan's attempts recorded (any status)."""
     stmt = select(DiskBackup.backup_id).where(
-        DiskBackup.volume_id == volume_id, col(DiskBackup.backup_id).is_not(None), DiskBackup.backup_id != ""
+        DiskBackup.plan_name == plan_name,
+        DiskBackup.volume_id == volume_id,
+        col(DiskBackup.backup_id).is_not(None),
+        DiskBackup.backup_id != "",
     )
+    if created_by_us_only:
+        stmt = stmt.where(DiskBackup.created_by_us == True)  # noqa: E712 (SQL, not Python)
     return {b for b in session.exec(stmt).all() if b}
 
 
-def newest_attempt(*, session: Session, volume_id: str) -> DiskBackup | None:
-    """This volume's most recently requested backup, whatever its status (for fail-closed retention)."""
+def owned_backup_ids(*, session: Session, plan_name: str, volume_id: str) -> set[str]:
+    """Ids of this volume's backups that the plan itself created, as its ledger recorded them. Backups it
+    only adopted without proof of creating them (another ledger's) are not among them."""
+    return recorded_backup_ids(
+        session=session, plan_name=plan_name, volume_id=volume_id, created_by_us_only=True
+    )
+
+
+def newest_attempt(*, session: Session, plan_name: str, volume_id: str) -> DiskBackup | None:
+    """The plan's most recent attempt on this volume, whatever its status (for fail-closed retention)."""
     stmt = (
         select(DiskBackup)
-        .where(DiskBackup.volume_id == volume_id)
+        .where(DiskBackup.plan_name == plan_name, DiskBackup.volume_id == volume_id)
         .order_by(col(DiskBackup.requested_at).desc(), col(DiskBackup.id).desc())
         .limit(1)
     )
@@ -338,9 +489,12 @@ class VolumeProtection:
     last_error_code: str | None
 
 
-def protection_status(*, session: Session, now: datetime | None = None) -> list[VolumeProtection]:
-    """One line per volume the ledger knows, sorted by server name and device."""
+def protection_status(
+    *, session: Session, now: datetime | None = None, plan_name: str | None = None
+) -> list[VolumeProtection]:
+    """One line per volume the ledger knows (for one plan, or all plans), sorted by server name and device."""
     now = now or utcnow()
+    of_plan = [] if plan_name is None else [DiskBackup.plan_name == plan_name]
     rank = (
         func.row_number()
         .over(
@@ -351,7 +505,7 @@ def protection_status(*, session: Session, now: datetime | None = None) -> list[
     )
     covered_at = func.coalesce(DiskBackup.submitted_at, DiskBackup.requested_at)
 
-    latest = select(col(DiskBackup.id), rank).subquery()
+    latest = select(col(DiskBackup.id), rank).where(*of_plan).subquery()
     newest_attempts = session.exec(
         select(DiskBackup).join(latest, col(DiskBackup.id) == latest.c.id).where(latest.c.rank == 1)
     ).all()
@@ -365,7 +519,7 @@ def protection_status(*, session: Session, now: datetime | None = None) -> list[
         select(
             col(DiskBackup.volume_id), col(DiskBackup.backup_id), covered_at.label("covered_at"), success_rank
         )
-        .where(col(DiskBackup.status).in_(list(DiskBackupStatus.successes())))
+        .where(col(DiskBackup.status).in_(list(DiskBackupStatus.successes())), *of_plan)
         .subquery()
     )
     best = {

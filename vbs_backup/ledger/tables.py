@@ -1,5 +1,9 @@
 """The ledger's tables: one row per run, per disk backup attempt, per retention decision.
 
+The schema is versioned: every change goes through an Alembic migration in ``migrations/versions`` (see
+:func:`vbs_backup.ledger.engine.init_db`), so a ledger written by an earlier version is migrated, never
+silently reinterpreted.
+
 The ledger, not Prefect's history, is the record of what happened. Timestamps are stored in UTC and always
 come back timezone-aware (UTC), on PostgreSQL (``timestamptz``) and on SQLite (which has no timezone type:
 see :class:`UTCDateTime`). Status columns are plain strings in the database, so that adding a status never
@@ -81,7 +85,8 @@ class RunStatus(StrEnum):
     running = "running"
     completed = "completed"
     failed = "failed"
-    crashed = "crashed"  # the flow died; set by a hook or by the next run that finds it still running
+    crashed = "crashed"  # the flow raised out of its body; set on the way out
+    abandoned = "abandoned"  # the process died: its heartbeat stopped; set by the next run or the watchdog
 
 
 class DiskBackupStatus(StrEnum):
@@ -91,7 +96,8 @@ class DiskBackupStatus(StrEnum):
     succeeded = "succeeded"
     failed = "failed"
     timed_out = "timed_out"  # the per-disk deadline passed; the job may still finish in the cloud
-    adopted = "adopted"  # a backup with our name already existed (earlier crash or retry) and was taken over
+    adopted = "adopted"  # a backup of this identity already existed (earlier crash, retry, other ledger)
+    abandoned = "abandoned"  # the run died before any backup of this attempt appeared in the cloud
 
     @classmethod
     def successes(cls) -> frozenset[DiskBackupStatus]:
@@ -99,7 +105,11 @@ class DiskBackupStatus(StrEnum):
 
     @classmethod
     def finals(cls) -> frozenset[DiskBackupStatus]:
-        return frozenset({cls.succeeded, cls.adopted, cls.failed, cls.timed_out})
+        return frozenset({cls.succeeded, cls.adopted, cls.failed, cls.timed_out, cls.abandoned})
+
+    @classmethod
+    def unfinished(cls) -> frozenset[DiskBackupStatus]:
+        return frozenset({cls.intent, cls.submitted, cls.running})
 
 
 class RetentionAction(StrEnum):
@@ -127,6 +137,9 @@ class Run(SQLModel, table=True):
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     status: RunStatus = Field(default=RunStatus.running, sa_type=StrEnumColumn(RunStatus))
+    # Written at the start and then every minute or so while the run lives: a `running` run whose heartbeat
+    # is older than the lease is dead, and the next run (or the watchdog) marks it `abandoned`.
+    heartbeat_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Counts are computed from the rows below by finish_run and frozen there.
     disks_total: int = 0
     disks_succeeded: int = 0
@@ -136,17 +149,26 @@ class Run(SQLModel, table=True):
 
 
 class DiskBackup(SQLModel, table=True):
-    """One disk's backup for one schedule slot: the intent, then the job, then the outcome.
+    """One attempt at backing up one disk for one plan and one schedule slot: the intent, then the job, then
+    the outcome.
 
-    (volume_id, backup_name) is unique: a retried or resumed run finds the row (and the backup) of the
-    same slot instead of creating a second one.
+    A backup's identity is (plan, volume, slot); ``attempt`` counts the attempts at one identity (a failed
+    job retried, a slot whose backup vanished), so that every backup we ever created has a row of its own
+    and stays ours to clean up. ``backup_name`` is readable decoration: the identity is carried on the
+    backup itself, in its description (see ``vbs_backup.identity``).
     """
 
     __tablename__ = "disk_backups"
-    __table_args__ = (UniqueConstraint("volume_id", "backup_name", name="uq_disk_backups_volume_name"),)
+    __table_args__ = (
+        UniqueConstraint("plan_name", "volume_id", "slot_start", "attempt", name="uq_disk_backups_attempt"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="runs.id", index=True)  # the latest run that attempted it
+    run_id: int = Field(foreign_key="runs.id", index=True)  # the latest run that worked on this attempt
+    plan_name: str = Field(index=True, max_length=64)
+    # Start of the schedule slot (UTC); None only on a migrated row whose old name did not tell it.
+    slot_start: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    attempt: int = 1  # 1, 2, ... within (plan, volume, slot)
     server_id: str = Field(max_length=64)
     server_name: str = Field(max_length=255)
     volume_id: str = Field(index=True, max_length=64)
@@ -157,13 +179,14 @@ class DiskBackup(SQLModel, table=True):
     backup_name: str = Field(index=True, max_length=64)
     job_id: str | None = Field(default=None, max_length=64)
     backup_id: str | None = Field(default=None, index=True, max_length=64)
-    status: DiskBackupStatus = Field(
-        default=DiskBackupStatus.intent, sa_type=StrEnumColumn(DiskBackupStatus)
-    )
+    status: DiskBackupStatus = Field(default=DiskBackupStatus.intent, sa_type=StrEnumColumn(DiskBackupStatus))
     error_code: str | None = Field(default=None, max_length=64)  # e.g. VolumeBackup.0064
     error_reason: str | None = None  # plain text from the job or the client, never a secret
     incremental: bool | None = None  # None: not known
-    attempts: int = 1  # how many times an intent was recorded for this slot
+    attempts: int = 1  # how many runs took this attempt up (a resumed run counts again)
+    # False when the backup was found in the cloud without any proof that this ledger asked for it (a lost
+    # or second ledger adopting by identity): such a backup protects its slot but is never deleted by us.
+    created_by_us: bool = True
     requested_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     submitted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -1,0 +1,1 @@
+"""Migration scripts, loaded by Alembic from their files (never imported as a package)."""
