@@ -13,11 +13,12 @@ from prefect import get_run_logger
 from prefect.states import Completed, Failed, State
 from sqlmodel import Session
 
-from tasks.backup import back_up_disk
+from tasks.backup import back_up_disk, confirm, reconcile
 from tasks.discovery import discover_servers
 from tasks.report import publish_summary
 from tasks.retention import apply_server_retention, list_backups
 from tasks.runtime import RunContext, open_run
+from vbs_backup.cloud.models.backups import Backup
 from vbs_backup.config import BackupPlan
 from vbs_backup.disk_backups import DiskOutcome
 from vbs_backup.ledger import RunStatus, finish_run
@@ -25,24 +26,31 @@ from vbs_backup.pruning import PruneResult
 from vbs_backup.targets import ServerTarget
 
 
-async def back_up(ctx: RunContext, servers: Sequence[ServerTarget]) -> list[DiskOutcome]:
-    """Every disk of every server; biggest disks (the longest jobs) first, so the makespan is shortest."""
+async def back_up(
+    ctx: RunContext, servers: Sequence[ServerTarget], listed: dict[str, list[Backup]]
+) -> list[DiskOutcome]:
+    """Every disk of every server; biggest disks (the longest jobs) first, so the makespan is shortest.
+    `listed`: each disk's backups in the cloud before the run, where a backup of this slot is adopted."""
 
     async def one_server(server: ServerTarget) -> list[DiskOutcome]:
         async with ctx.servers_in_flight:
             disks = sorted(server.disks, key=lambda d: -d.size_gb)
-            return list(await asyncio.gather(*(back_up_disk(ctx, disk) for disk in disks)))
+            return list(
+                await asyncio.gather(
+                    *(back_up_disk(ctx, disk, listed.get(disk.volume_id, [])) for disk in disks)
+                )
+            )
 
     ordered = sorted(servers, key=lambda s: -max((d.size_gb for d in s.disks), default=0))
     per_server = await asyncio.gather(*(one_server(s) for s in ordered))
     return [outcome for outcomes in per_server for outcome in outcomes]
 
 
-async def prune(ctx: RunContext, servers: Sequence[ServerTarget]) -> list[PruneResult]:
-    disks = [d for s in servers for d in s.disks]
-    if not disks:
+async def prune(
+    ctx: RunContext, servers: Sequence[ServerTarget], backups: dict[str, list[Backup]]
+) -> list[PruneResult]:
+    if not any(s.disks for s in servers):
         return []
-    backups = await list_backups(ctx, disks)
     # Each task gets only its own disks' backups: Prefect walks every task argument to record its inputs,
     # and handing the whole fleet's listing to every server's task stalled the loop for minutes (bench).
     per_server = await asyncio.gather(
@@ -64,8 +72,15 @@ async def run_plan(
         servers = await discover_servers(ctx)
         disks = [d for s in servers for d in s.disks]
         logger.info("%d servers, %d disks selected (slot %s)", len(servers), len(disks), ctx.slot.isoformat())
-        outcomes = await back_up(ctx, servers) if back_up_disks and not plan.dry_run else []
-        prunes = await prune(ctx, servers)
+        # The cloud is the truth: what exists before the run settles earlier attempts and is adopted; what
+        # exists after it decides which disks are protected and what retention sees.
+        before = await list_backups(ctx, disks) if disks else {}
+        if not plan.dry_run:
+            await reconcile(ctx, before)
+        outcomes = await back_up(ctx, servers, before) if back_up_disks and not plan.dry_run else []
+        after = await list_backups(ctx, disks) if disks else {}
+        outcomes = await confirm(ctx, outcomes, after) if outcomes else outcomes
+        prunes = await prune(ctx, servers, after)
         line = await publish_summary(flow_name, outcomes, prunes)
         failed = [o for o in outcomes if not o.ok]
         delete_failures = [f for p in prunes for f in p.delete_failures]

@@ -3,12 +3,13 @@ is older than the RPO, when the plan's nightly run did not happen, or when a dis
 never been backed up. Failing is the point: the alert automations fire on it.
 
 The checks are `vbs_backup.watchdog`'s; here they are fed with the cloud's view of the plan (which disks it
-protects today) and the ledger's (what was backed up, and when).
+protects today, and which backups of the plan those disks have) and the ledger's (its runs, and what it
+recorded). The cloud decides how old a disk's newest good backup is; dead runs are marked on the way.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from prefect import flow, get_run_logger, task
@@ -20,8 +21,9 @@ from pydantic import Field
 from tasks.runtime import CloudContext, open_cloud
 from vbs_backup.cloud.errors import CloudError
 from vbs_backup.config import BackupPlan
+from vbs_backup.pruning import backups_by_volume
 from vbs_backup.targets import DiskTarget, SelectionError, discover_targets
-from vbs_backup.watchdog import WatchdogReport, check_protection, ledger_snapshot
+from vbs_backup.watchdog import WatchdogReport, check_protection, ledger_snapshot, newest_in_cloud
 
 from .hooks import ON_FAILURE
 from .params import Credentials
@@ -31,18 +33,28 @@ from .params import Credentials
 NIGHTLY_DEPLOYMENTS = frozenset({"nightly-backup"})
 
 
+InCloud = dict[str, tuple[str, datetime] | None]
+
+
 @task(name="discover-protected-disks", cache_policy=NO_CACHE)
-async def discover_protected_disks(cloud: CloudContext, plan: BackupPlan) -> list[DiskTarget]:
-    """Every disk the plan protects in the cloud right now."""
+async def discover_protected_disks(cloud: CloudContext, plan: BackupPlan) -> tuple[list[DiskTarget], InCloud]:
+    """Every disk the plan protects in the cloud right now, and each one's newest good backup of the plan."""
     servers = await discover_targets(cloud.client, plan)
-    return [d for s in servers for d in s.disks]
+    disks = [d for s in servers for d in s.disks]
+    listed = await backups_by_volume(cloud.client, [d.volume_id for d in disks])
+    return disks, newest_in_cloud(plan.name, {d.volume_id: listed.get(d.volume_id, []) for d in disks})
 
 
 @task(name="check-protection", cache_policy=NO_CACHE)
 def check(
-    cloud: CloudContext, plan: BackupPlan, disks: list[DiskTarget] | None, error: str | None, rpo_hours: float
+    cloud: CloudContext,
+    plan: BackupPlan,
+    disks: list[DiskTarget] | None,
+    in_cloud: InCloud | None,
+    error: str | None,
+    rpo_hours: float,
 ) -> WatchdogReport:
-    """Compare the protected disks with the ledger."""
+    """Compare the protected disks with what the cloud holds and the ledger recorded."""
     now = cloud.time.now()
     snapshot = ledger_snapshot(cloud.engine, plan_name=plan.name, now=now, deployments=NIGHTLY_DEPLOYMENTS)
     return check_protection(
@@ -52,6 +64,7 @@ def check(
         rpo=timedelta(hours=rpo_hours),
         now=now,
         discovery_error=error,
+        cloud=in_cloud,
     )
 
 
@@ -77,12 +90,13 @@ async def backup_watchdog(
     logger = get_run_logger()
     async with open_cloud(credentials) as cloud:
         disks: list[DiskTarget] | None
+        in_cloud: InCloud | None
         try:
-            disks, error = await discover_protected_disks(cloud, plan), None
+            (disks, in_cloud), error = await discover_protected_disks(cloud, plan), None
         except (CloudError, SelectionError) as exc:
             # Keep checking the ledger: a cloud outage must not hide stale backups.
-            disks, error = None, f"cannot list the plan's disks: {exc}"
-        report = check(cloud, plan, disks, error, rpo_hours)
+            disks, in_cloud, error = None, None, f"cannot list the plan's disks: {exc}"
+        report = check(cloud, plan, disks, in_cloud, error, rpo_hours)
     message = report.message()
     lines = "\n".join(f"| {f.kind.value} | {f.subject} | {f.detail} |" for f in report.findings)
     table = f"| problem | what | detail |\n|---|---|---|\n{lines}\n" if lines else ""

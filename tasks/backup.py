@@ -14,8 +14,17 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from vbs_backup.cloud.errors import CloudError
-from vbs_backup.disk_backups import DiskOutcome, Submission, finish_disk_backup, submit_disk_backup
+from vbs_backup.cloud.models.backups import Backup
+from vbs_backup.disk_backups import (
+    DiskOutcome,
+    Submission,
+    confirm_in_cloud,
+    finish_disk_backup,
+    submit_disk_backup,
+    submitted_outcome,
+)
 from vbs_backup.ledger import DiskBackupStatus
+from vbs_backup.reconcile import Settled, reconcile_attempts
 from vbs_backup.targets import DiskTarget
 
 from .runtime import RunContext
@@ -27,10 +36,32 @@ def wants_full_backup(ctx: RunContext) -> bool:
     return every is not None and ctx.slot.toordinal() % every == 0
 
 
+@task(name="reconcile-earlier-attempts", cache_policy=NO_CACHE)
+async def reconcile(ctx: RunContext, listed: dict[str, list[Backup]]) -> list[Settled]:
+    """Settle what earlier runs of the plan left open (dead runs, jobs past their deadline), from what the
+    cloud lists, before this run creates anything."""
+    settled = await reconcile_attempts(
+        client=ctx.client, engine=ctx.engine, plan_name=ctx.plan.name, run_id=ctx.run_id, listed=listed
+    )
+    for s in settled:
+        get_run_logger().info("earlier attempt %s on %s: %s -> %s", s.attempt_id, s.volume_id, s.was, s.now)
+    return settled
+
+
+@task(name="confirm-in-cloud", cache_policy=NO_CACHE)
+async def confirm(
+    ctx: RunContext, outcomes: list[DiskOutcome], listed: dict[str, list[Backup]]
+) -> list[DiskOutcome]:
+    """A disk is backed up only if the cloud shows its backup `available` once the jobs have ended."""
+    return await confirm_in_cloud(ctx.engine, outcomes, listed)
+
+
 @task(task_run_name="submit {disk.server_name} {disk.device}", cache_policy=NO_CACHE)
-async def submit_backup(ctx: RunContext, disk: DiskTarget) -> Submission | DiskOutcome:
-    """Write the intent, then adopt this slot's backup or create it. A disk that cannot be started is
-    recorded as failed and returned as its outcome."""
+async def submit_backup(
+    ctx: RunContext, disk: DiskTarget, known: list[Backup] | None = None
+) -> Submission | DiskOutcome:
+    """Adopt this slot's backup if the cloud has it, else write the intent and create it. A disk that
+    cannot be started is recorded as failed and returned as its outcome."""
     try:
         return await submit_disk_backup(
             client=ctx.client,
@@ -40,6 +71,7 @@ async def submit_backup(ctx: RunContext, disk: DiskTarget) -> Submission | DiskO
             plan=ctx.plan,
             slot=ctx.slot,
             full_backup=wants_full_backup(ctx),
+            known=known,
         )
     except CloudError as exc:  # already recorded as failed in the ledger
         name = ctx.plan.backup_name(disk.server_name, disk.device, ctx.slot)
@@ -52,8 +84,9 @@ async def await_backup(ctx: RunContext, submission: Submission) -> DiskOutcome:
     """Wait for the job with every other job of the run (one shared waiter), then record its end."""
     result = await ctx.waiter.wait(
         submission.job_id,
-        submission.backup_name,
+        submission.marker,
         volume_id=submission.disk.volume_id,
+        backup_id=submission.backup_id,
         timeout=ctx.plan.disk_deadline_minutes * 60,
     )
     return await finish_disk_backup(
@@ -61,14 +94,16 @@ async def await_backup(ctx: RunContext, submission: Submission) -> DiskOutcome:
     )
 
 
-async def back_up_disk(ctx: RunContext, disk: DiskTarget) -> DiskOutcome:
+async def back_up_disk(ctx: RunContext, disk: DiskTarget, known: list[Backup] | None = None) -> DiskOutcome:
     """One disk, start to end: submit and wait, once more after a failed job when the plan says so
-    (transient HTTP errors are the client's to retry, never this layer's)."""
+    (transient HTTP errors are the client's to retry, never this layer's). `known`: the disk's backups as
+    the run listed them before any create."""
     attempts = 2 if ctx.plan.retry_failed_job_once else 1
     async with ctx.jobs_in_flight:
         for attempt in range(1, attempts + 1):
             async with ctx.submitting:
-                started = await submit_backup(ctx, disk)
+                # A retry knows the slot has no live backup: the one attempt of it just failed.
+                started = await submit_backup(ctx, disk, known if attempt == 1 else [])
             outcome = started if isinstance(started, DiskOutcome) else await _finished(ctx, started)
             if outcome.ok or outcome.status != DiskBackupStatus.failed or attempt == attempts:
                 break
@@ -82,8 +117,7 @@ async def back_up_disk(ctx: RunContext, disk: DiskTarget) -> DiskOutcome:
 
 async def _finished(ctx: RunContext, submission: Submission) -> DiskOutcome:
     if submission.done:
-        status = DiskBackupStatus.adopted if submission.adopted else DiskBackupStatus.succeeded
-        return DiskOutcome(submission.disk, submission.backup_name, status, backup_id=submission.backup_id)
+        return submitted_outcome(submission)
     return await await_backup(ctx, submission)
 
 

@@ -23,13 +23,15 @@ from sqlmodel import Session
 from vbs_backup.cloud import CloudClient
 from vbs_backup.config import BackupPlan, Settings
 from vbs_backup.connection import connect
-from vbs_backup.ledger import RunStatus, finish_run, init_db, make_engine, start_run
+from vbs_backup.ledger import RunStatus, beat, finish_run, init_db, make_engine, start_run
 from vbs_backup.waiting import JobWaiter
 
 log = logging.getLogger(__name__)
 
 
 SUBMITS_AT_ONCE = 32
+# A live run writes its heartbeat this often (real time), well within the ledger's RUN_LEASE.
+HEARTBEAT_EVERY = 60.0
 
 
 @dataclass(frozen=True)
@@ -157,12 +159,31 @@ async def open_run(plan: BackupPlan, *, credentials: str | None = None) -> Async
             submitting=asyncio.Semaphore(SUBMITS_AT_ONCE),
             time=source,
         )
+        heart = asyncio.create_task(_heartbeat(engine, run_id), name="vbs-run-heartbeat")
         try:
             yield ctx
         except BaseException as exc:
             with Session(engine) as session:
                 finish_run(session=session, run_id=run_id, status=RunStatus.crashed, message=_short(exc))
             raise
+        finally:
+            heart.cancel()
+
+
+async def _heartbeat(engine: Engine, run_id: int) -> None:
+    """Tell the ledger that this run lives; a run whose heartbeat stops is marked abandoned by the next run
+    or the watchdog. Real time on purpose: a lease is about processes, not about the cloud's clock."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_EVERY)
+        try:
+            await asyncio.to_thread(_beat, engine, run_id)
+        except Exception as exc:  # a missed beat is harmless; the lease is ten of them
+            log.warning("heartbeat of run %s not written: %s", run_id, exc)
+
+
+def _beat(engine: Engine, run_id: int) -> None:
+    with Session(engine) as session:
+        beat(session=session, run_id=run_id)
 
 
 def _short(exc: BaseException) -> str:

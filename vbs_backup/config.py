@@ -19,7 +19,7 @@ import fnmatch
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -41,6 +41,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vbs_backup.identity import DAY_MINUTES, identity_marker, slot_start
 from vbs_backup.retention import RetentionRules
 
 __all__ = [
@@ -392,7 +393,9 @@ class BackupPlan(BaseModel):
         min_length=1,
         max_length=32,
         title="Plan name",
-        description="Short name of this plan (letters, digits, - and _), recorded with every run.",
+        description="Short name of this plan (letters, digits, - and _). It is the plan's identity: it is "
+        "written on every backup the plan creates, and the plan's retention only ever touches backups that "
+        "carry it. Renaming a plan makes a new plan; the old one's backups are then never deleted by it.",
     )
     selection: ServerSelection = Field(
         title="Servers", description="Which servers to back up; each of their EVS disks is backed up."
@@ -406,7 +409,7 @@ class BackupPlan(BaseModel):
         max_length=20,
         title="Backup name prefix",
         description="Start of every backup name (letters, digits, - and _; must not start with 'auto', "
-        "which VBS reserves). Only backups with this prefix, our tag and a ledger row are ever deleted.",
+        "which VBS reserves). Names are for people; ownership is the plan's identity on the backup.",
     )
     tag_key: str = Field(
         default="managed-by",
@@ -475,8 +478,9 @@ class BackupPlan(BaseModel):
         ge=1,
         le=10080,
         title="Schedule slot (minutes)",
-        description="Length of one schedule slot, counted from midnight in the schedule timezone. Runs in "
-        "the same slot share backup names, so a re-run after a crash adopts what the first run created.",
+        description="Length of one schedule slot: less than a day (counted in real minutes from local "
+        "midnight, so DST nights keep every hour), or whole days (1440 = a day, 10080 = an ISO week). "
+        "A plan keeps one backup per disk per slot: a re-run in the same slot adopts what exists.",
     )
     dry_run: bool = Field(
         default=False,
@@ -488,6 +492,15 @@ class BackupPlan(BaseModel):
         title="Schedule timezone",
         description="IANA timezone of the schedule, e.g. Europe/Paris.",
     )
+
+    @field_validator("slot_minutes")
+    @classmethod
+    def _check_slot_minutes(cls, value: int) -> int:
+        if value >= DAY_MINUTES and value % DAY_MINUTES:
+            raise ValueError(
+                f"a slot longer than a day must be whole days (1440, 2880, ... 10080), got {value}"
+            )
+        return value
 
     @field_validator("name", "name_prefix")
     @classmethod
@@ -551,20 +564,19 @@ class BackupPlan(BaseModel):
         return f"{self.name_prefix}-{server}-{dev}-{stamp}"
 
     def schedule_slot(self, now: datetime) -> datetime:
-        """The start of the slot containing `now` (aware), counted from local midnight in the schedule
-        timezone, returned in UTC. A nightly run at 02:00 and its re-run at 03:15 share a slot."""
-        if now.tzinfo is None or now.utcoffset() is None:
-            raise ValueError("now must be a timezone-aware datetime")
-        local = now.astimezone(ZoneInfo(self.schedule_timezone))
-        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        minutes = int((local - midnight).total_seconds() // 60)
-        start = midnight + timedelta(minutes=minutes - minutes % self.slot_minutes)
-        return start.astimezone(UTC)
+        """The start (UTC) of the slot containing `now` (aware): an absolute time interval, correct across
+        DST (see :mod:`vbs_backup.identity`). A nightly run at 02:00 and its re-run at 03:15 share a slot."""
+        return slot_start(now, self.slot_minutes, self.schedule_timezone)
 
-    def ownership_marker(self) -> str:
-        """Text put in the description of every backup we create. VBS documents no way to read a
-        backup's tags back, so the description carries the ownership tag in a readable form."""
-        return f"{self.tag_key}={self.tag_value}"[:64]  # VBS descriptions hold at most 64 characters
+    def identity_marker(self, slot: datetime) -> str:
+        """The description of every backup this plan creates in `slot`: the plan's identity and the slot,
+        read back from the cloud to decide adoption and ownership."""
+        return identity_marker(self.name, slot)
+
+    def legacy_ownership_marker(self) -> str:
+        """The description that versions before plan-scoped identities wrote (``tag_key=tag_value``). Such a
+        backup is ours only with a migrated ledger row of this plan that names it exactly."""
+        return f"{self.tag_key}={self.tag_value}"[:64]
 
     def is_own_backup_name(self, name: str | None) -> bool:
         """True if ``name`` has the shape of a name this plan creates (prefix and dash)."""

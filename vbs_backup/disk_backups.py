@@ -1,17 +1,21 @@
-"""One disk's backup in one schedule slot: write the intent, adopt what exists, create what does not, and
-record how it ended.
+"""One disk's backup in one schedule slot: find what the cloud already has, write the intent, create what
+does not exist, and record how it ended.
 
-The backup name is deterministic (plan, server, device, slot), so whatever interrupted an earlier attempt
-(a lost response, a retry, a killed process) is found by that name and adopted instead of being created a
-second time. The ledger row is written before the create call and carries the job id right after it.
+A backup's identity is (plan, volume, slot), written in its description (`vbs_backup.identity`). Before
+creating, the cloud is asked (through the run's listing of the disks' backups, or a listing of this disk)
+whether a live backup of that identity exists: if so it is adopted, whatever the ledger knows, whatever the
+server is called now; so a re-run, a lost answer, a killed process or a second ledger never makes a second
+backup of the slot, and a slot whose backup vanished gets a new one. Every create is an attempt with a
+ledger row of its own, written before the call, so every backup we made stays ours to clean up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -20,13 +24,30 @@ from .cloud import CloudClient
 from .cloud.errors import ApiError, CloudError, TransportError
 from .cloud.models.backups import Backup
 from .config import BackupPlan
-from .ledger import DiskBackupStatus, record_intent, record_outcome, record_submitted
+from .ledger import (
+    DiskBackup,
+    DiskBackupStatus,
+    attempts_for_slot,
+    record_intent,
+    record_outcome,
+    record_submitted,
+    take_up_attempt,
+)
 from .targets import DiskTarget
 from .waiting import JobResult
 
 log = logging.getLogger(__name__)
 
 RUNNING_ON_DISK = "VolumeBackup.0013"  # a backup of this disk is still being created (§2.1)
+VANISHED = "vbsb.BackupVanished"  # our error code: the backup a disk relied on is gone from the cloud
+NOT_DESCRIBED = "vbsb.VolumeNotDescribed"  # our error code: the plan selects a disk EVS cannot describe
+LIVE = frozenset({"creating", "available", "restoring"})
+# How far the cloud's clock may lag ours when we decide that a backup appeared after our intent.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+class VolumeNotDescribed(CloudError):
+    """A server lists the disk as attached, but EVS cannot describe it: it cannot be backed up."""
 
 
 @dataclass(frozen=True)
@@ -36,10 +57,11 @@ class Submission:
     disk: DiskTarget
     disk_backup_id: int
     backup_name: str
-    job_id: str | None = None  # None: adopted by name, followed through the backups list
+    marker: str  # the identity written in the backup's description
+    job_id: str | None = None  # None: adopted, followed through the backups list
     backup_id: str | None = None
     adopted: bool = False
-    done: bool = False  # nothing to wait for: this slot's backup already succeeded
+    done: bool = False  # nothing to wait for: this slot's backup is available
 
 
 @dataclass(frozen=True)
@@ -51,10 +73,17 @@ class DiskOutcome:
     job_id: str | None = None
     error_code: str | None = None
     error_reason: str | None = None
+    disk_backup_id: int | None = None
 
     @property
     def ok(self) -> bool:
-        return self.status in (DiskBackupStatus.succeeded, DiskBackupStatus.adopted)
+        return self.status in DiskBackupStatus.successes()
+
+
+def newest_live(backups: Iterable[Backup], marker: str) -> Backup | None:
+    """The newest backup of the identity `marker` that is not failed or going away."""
+    live = [b for b in backups if b.description == marker and str(b.status) in LIVE]
+    return max(live, key=lambda b: (b.created_at, b.id), default=None)
 
 
 async def submit_disk_backup(
@@ -66,29 +95,42 @@ async def submit_disk_backup(
     plan: BackupPlan,
     slot: datetime,
     full_backup: bool = False,
+    known: Sequence[Backup] | None = None,
 ) -> Submission:
-    """Start (or find) this slot's backup of `disk`. When it cannot be started the disk is recorded as
-    failed and the `CloudError` is raised."""
+    """Start (or find) this slot's backup of `disk`. `known` is what the cloud listed for this disk at the
+    start of the run (None: ask now). When it cannot be started the disk is recorded as failed and the
+    `CloudError` is raised."""
+    marker = plan.identity_marker(slot)
     name = plan.backup_name(disk.server_name, disk.device, slot)
-    row_id, status, job_id, backup_id, fresh = await asyncio.to_thread(
-        _write_intent, engine, run_id, disk, name
-    )
+    if disk.status == "missing":
+        row = await asyncio.to_thread(_new_attempt, engine, run_id, plan, slot, disk, name)
+        exc = VolumeNotDescribed(f"{disk.label}: attached volume {disk.volume_id} cannot be described by EVS")
+        await asyncio.to_thread(record_failure, engine, row.id, exc)
+        raise exc
+    if known is None:
+        known = await client.vbs.find_backups_by_description(marker, disk.volume_id)
+    found = newest_live(known, marker)
+    if found is not None:
+        return await _adopt(engine, run_id, plan, slot, disk, name, marker, found)
+
+    row = await asyncio.to_thread(_new_attempt, engine, run_id, plan, slot, disk, name)
+    assert row.id is not None
     try:
-        return await _start(
-            client, engine, row_id, status, job_id, backup_id, disk, plan, name, full_backup, fresh
-        )
+        return await _create(client, engine, row, disk, plan, name, marker, full_backup)
     except CloudError as exc:
-        await asyncio.to_thread(record_failure, engine, row_id, exc)
+        await asyncio.to_thread(record_failure, engine, row.id, exc)
         raise
 
 
-def _write_intent(
-    engine: Engine, run_id: int, disk: DiskTarget, name: str
-) -> tuple[int, DiskBackupStatus, str | None, str | None, bool]:
+def _new_attempt(
+    engine: Engine, run_id: int, plan: BackupPlan, slot: datetime, disk: DiskTarget, name: str
+) -> DiskBackup:
     with Session(engine) as session:
-        row = record_intent(
+        return record_intent(
             session=session,
             run_id=run_id,
+            plan_name=plan.name,
+            slot_start=slot,
             server_id=disk.server_id,
             server_name=disk.server_name,
             volume_id=disk.volume_id,
@@ -98,67 +140,47 @@ def _write_intent(
             is_system_disk=disk.is_system,
             backup_name=name,
         )
-        assert row.id is not None
-        # A row written just now (first attempt, nothing submitted) cannot have a backup in the cloud yet.
-        fresh = row.attempts == 1 and row.status == DiskBackupStatus.intent
-        return row.id, row.status, row.job_id, row.backup_id, fresh
 
 
-async def _start(
+async def _create(
     client: CloudClient,
     engine: Engine,
-    row_id: int,
-    status: DiskBackupStatus,
-    job_id: str | None,
-    backup_id: str | None,
+    row: DiskBackup,
     disk: DiskTarget,
     plan: BackupPlan,
     name: str,
+    marker: str,
     full_backup: bool,
-    fresh: bool,
 ) -> Submission:
-    if status in (DiskBackupStatus.succeeded, DiskBackupStatus.adopted):
-        return Submission(disk, row_id, name, job_id=job_id, backup_id=backup_id, done=True)
-    if job_id and status in (DiskBackupStatus.submitted, DiskBackupStatus.running):
-        log.info("%s: resuming job %s of an earlier attempt", disk.label, job_id)
-        return Submission(disk, row_id, name, job_id=job_id, backup_id=backup_id)
-
-    # Look for this slot's backup before creating it, unless the intent is brand new: that look-up is
-    # one request per disk, a third of a nightly run's requests at fleet scale (bench/nightly_fleet.py).
-    found = None if fresh else await _live_backup_named(client, name, disk.volume_id)
-    if found is not None:
-        return await _adopt(engine, disk, row_id, name, found)
+    assert row.id is not None
 
     async def create() -> str:
         return await client.vbs.create_backup(
-            disk.volume_id,
-            name,
-            description=plan.ownership_marker(),
-            tags=plan.backup_tags(),
-            full_backup=full_backup,
+            disk.volume_id, name, description=marker, tags=plan.backup_tags(), full_backup=full_backup
         )
 
     try:
         new_job = await create()
     except TransportError:
         # The answer was lost; the create may have happened. Look before trying again (never blindly).
-        found = await _live_backup_named(client, name, disk.volume_id)
+        found = newest_live(await client.vbs.find_backups_by_description(marker, disk.volume_id), marker)
         if found is not None:
             log.warning("%s: create answer lost, adopting backup %s", disk.label, found.id)
-            return await _adopt(engine, disk, row_id, name, found)
+            return await _claim(engine, row, name, marker, disk, found, created_by_us=True)
         log.warning(
-            "%s: create answer lost and no backup named %s exists; creating once more", disk.label, name
+            "%s: create answer lost and no backup of %s exists; creating once more", disk.label, marker
         )
         new_job = await create()
     except ApiError as exc:
         if exc.code != RUNNING_ON_DISK:
             raise
-        found = await _live_backup_named(client, name, disk.volume_id)
+        found = newest_live(await client.vbs.find_backups_by_description(marker, disk.volume_id), marker)
         if found is None:
-            raise  # another backup (not ours) is running on this disk
-        return await _adopt(engine, disk, row_id, name, found)
-    await asyncio.to_thread(_write_submitted, engine, row_id, new_job)
-    return Submission(disk, row_id, name, job_id=new_job)
+            raise  # another backup (not of this identity) is running on this disk
+        # Someone else (another worker, another ledger) is creating this identity: protect, never delete.
+        return await _claim(engine, row, name, marker, disk, found, created_by_us=False)
+    await asyncio.to_thread(_write_submitted, engine, row.id, new_job)
+    return Submission(disk, row.id, name, marker, job_id=new_job)
 
 
 def _write_submitted(engine: Engine, row_id: int, job_id: str) -> None:
@@ -166,30 +188,98 @@ def _write_submitted(engine: Engine, row_id: int, job_id: str) -> None:
         record_submitted(session=session, disk_backup_id=row_id, job_id=job_id)
 
 
-async def _live_backup_named(client: CloudClient, name: str, volume_id: str) -> Backup | None:
-    """This disk's newest backup with `name` that is not failed or going away."""
-    found = [
-        b
-        for b in await client.vbs.find_backups_by_name(name, volume_id)
-        if str(b.status) in ("creating", "available", "restoring")
-    ]
-    return max(found, key=lambda b: (b.created_at, b.id), default=None)
+async def _adopt(
+    engine: Engine,
+    run_id: int,
+    plan: BackupPlan,
+    slot: datetime,
+    disk: DiskTarget,
+    name: str,
+    marker: str,
+    backup: Backup,
+) -> Submission:
+    """A live backup of this identity exists: carry on the attempt that made it (or that may have made it:
+    an open attempt whose create answer was lost, or whose run died before writing the job id), or record
+    one that adopts it (created by someone this ledger does not know, so never ours to delete)."""
+
+    def find_row() -> tuple[DiskBackup | None, bool]:
+        with Session(engine) as session:
+            rows = attempts_for_slot(
+                session=session, plan_name=plan.name, volume_id=disk.volume_id, slot_start=slot
+            )
+            row = next((r for r in rows if r.backup_id == backup.id), None)
+            claimed = row is None
+            if claimed:
+                row = next((r for r in reversed(rows) if _may_have_made(r, backup)), None)
+            if row is not None:
+                assert row.id is not None
+                row = take_up_attempt(session=session, disk_backup_id=row.id, run_id=run_id)
+            return row, claimed
+
+    row, claimed = await asyncio.to_thread(find_row)
+    if row is None:
+        row = await asyncio.to_thread(_new_attempt, engine, run_id, plan, slot, disk, name)
+        log.info("%s: adopting backup %s of %s, made outside this ledger", disk.label, backup.id, marker)
+        return await _claim(engine, row, name, marker, disk, backup, created_by_us=False)
+    assert row.id is not None
+    creating = str(backup.status) == "creating"
+    if claimed or (not creating and row.status not in DiskBackupStatus.successes()):
+        # A job id means we created it: succeeded; only an intent: adopted (found, not seen created).
+        status = DiskBackupStatus.succeeded if row.job_id else DiskBackupStatus.adopted
+        status = DiskBackupStatus.running if creating else status
+        await asyncio.to_thread(
+            _write_outcome, engine, row.id, status, backup_id=backup.id, created_by_us=True
+        )
+        row.status = status
+    if creating:
+        log.info("%s: resuming backup %s of an earlier attempt", disk.label, backup.id)
+        return Submission(
+            disk, row.id, name, marker, job_id=row.job_id, backup_id=backup.id, adopted=not row.job_id
+        )
+    adopted = row.status is DiskBackupStatus.adopted
+    return Submission(disk, row.id, name, marker, backup_id=backup.id, adopted=adopted, done=True)
 
 
-async def _adopt(engine: Engine, disk: DiskTarget, row_id: int, name: str, backup: Backup) -> Submission:
+def _may_have_made(row: DiskBackup, backup: Backup) -> bool:
+    """An open attempt with no backup recorded, begun before `backup` appeared, may have created it."""
+    return (
+        row.status in DiskBackupStatus.unfinished()
+        and not row.backup_id
+        and backup.created_at >= row.requested_at - CLOCK_SKEW
+    )
+
+
+async def _claim(
+    engine: Engine,
+    row: DiskBackup,
+    name: str,
+    marker: str,
+    disk: DiskTarget,
+    backup: Backup,
+    *,
+    created_by_us: bool,
+) -> Submission:
+    assert row.id is not None
     done = str(backup.status) != "creating"
     status = DiskBackupStatus.adopted if done else DiskBackupStatus.running
-    await asyncio.to_thread(_write_outcome, engine, row_id, status, backup_id=backup.id)
-    return Submission(disk, row_id, name, backup_id=backup.id, adopted=True, done=done)
+    await asyncio.to_thread(
+        _write_outcome, engine, row.id, status, backup_id=backup.id, created_by_us=created_by_us
+    )
+    return Submission(disk, row.id, name, marker, backup_id=backup.id, adopted=True, done=done)
 
 
-def record_failure(engine: Engine, row_id: int, exc: Exception) -> None:
+def record_failure(engine: Engine, row_id: int | None, exc: Exception) -> None:
     """A disk that could not even be started is a failed disk, with the error's code and text."""
-    code = exc.code if isinstance(exc, ApiError) else type(exc).__name__
+    assert row_id is not None
+    code = (
+        exc.code
+        if isinstance(exc, ApiError)
+        else (NOT_DESCRIBED if isinstance(exc, VolumeNotDescribed) else type(exc).__name__)
+    )
     _write_outcome(engine, row_id, DiskBackupStatus.failed, error_code=code, error_reason=str(exc))
 
 
-def _write_outcome(engine: Engine, row_id: int, status: DiskBackupStatus, **fields: str | None) -> None:
+def _write_outcome(engine: Engine, row_id: int, status: DiskBackupStatus, **fields: object) -> None:
     """Ledger writes are synchronous: callers on the event loop run this in a thread (`to_thread`), so
     that a thousand disks' writes do not stall every other coroutine (measured: ~10 ms a disk on SQLite)."""
     with Session(engine) as session:
@@ -199,8 +289,8 @@ def _write_outcome(engine: Engine, row_id: int, status: DiskBackupStatus, **fiel
 async def finish_disk_backup(
     *, client: CloudClient, engine: Engine, submission: Submission, result: JobResult
 ) -> DiskOutcome:
-    """Record a job's end. A failed job's backup (status `error`) is looked up by name and recorded, so
-    that retention may later clean it up as ours."""
+    """Record a job's end. A failed job's backup (status `error`) is looked up by identity and recorded,
+    so that retention may later clean it up as ours."""
     status = {
         "succeeded": DiskBackupStatus.adopted if submission.adopted else DiskBackupStatus.succeeded,
         "failed": DiskBackupStatus.failed,
@@ -209,8 +299,9 @@ async def finish_disk_backup(
     backup_id = result.backup_id or submission.backup_id
     if status == DiskBackupStatus.failed and not backup_id:
         try:
-            named = await client.vbs.find_backups_by_name(submission.backup_name, submission.disk.volume_id)
-            backup_id = max(named, key=lambda b: (b.created_at, b.id)).id if named else None
+            found = await client.vbs.find_backups_by_description(submission.marker, submission.disk.volume_id)
+            failed = [b for b in found if str(b.status) == "error"]
+            backup_id = max(failed, key=lambda b: (b.created_at, b.id)).id if failed else None
         except CloudError as exc:  # the failure is recorded anyway; only the id is missing
             log.warning("%s: could not look up the failed backup: %s", submission.disk.label, exc)
     await asyncio.to_thread(
@@ -230,4 +321,48 @@ async def finish_disk_backup(
         job_id=submission.job_id,
         error_code=result.error_code,
         error_reason=result.error_reason,
+        disk_backup_id=submission.disk_backup_id,
     )
+
+
+def submitted_outcome(submission: Submission) -> DiskOutcome:
+    """The outcome of a submission that had nothing to wait for."""
+    status = DiskBackupStatus.adopted if submission.adopted else DiskBackupStatus.succeeded
+    return DiskOutcome(
+        submission.disk,
+        submission.backup_name,
+        status,
+        backup_id=submission.backup_id,
+        job_id=submission.job_id,
+        disk_backup_id=submission.disk_backup_id,
+    )
+
+
+async def confirm_in_cloud(
+    engine: Engine, outcomes: Sequence[DiskOutcome], listed: dict[str, list[Backup]]
+) -> list[DiskOutcome]:
+    """The cloud is the truth for "protected": a disk counts as backed up only if its backup is seen
+    `available` in the listing taken after the jobs ended. One that vanished since fails the disk (a re-run
+    in the slot makes a new one)."""
+    confirmed = []
+    for outcome in outcomes:
+        if outcome.ok:
+            seen = {b.id: str(b.status) for b in listed.get(outcome.disk.volume_id, [])}
+            status = seen.get(outcome.backup_id or "", "gone")
+            if status != "available":
+                reason = f"backup {outcome.backup_id} is not available in the cloud any more ({status})"
+                log.error("%s: %s", outcome.disk.label, reason)
+                if outcome.disk_backup_id is not None:
+                    await asyncio.to_thread(
+                        _write_outcome,
+                        engine,
+                        outcome.disk_backup_id,
+                        DiskBackupStatus.failed,
+                        error_code=VANISHED,
+                        error_reason=reason,
+                    )
+                outcome = replace(
+                    outcome, status=DiskBackupStatus.failed, error_code=VANISHED, error_reason=reason
+                )
+        confirmed.append(outcome)
+    return confirmed

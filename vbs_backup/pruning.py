@@ -1,9 +1,12 @@
 """Applying retention to a disk: read its backups, decide with the pure planner, record every decision,
 then delete (unless it is a dry run), writing the intent before each delete call.
 
-A backup is ours only when three marks agree: our name prefix, our ownership marker in its description
-(VBS documents no read of backup tags, so the tag we set is mirrored there) and a ledger row that recorded
-its id. Anything else is never a candidate, whatever the rules say.
+A backup is this plan's to delete only when two marks agree: the plan's identity in its description (read
+back from the cloud; VBS documents no read of backup tags) and an attempt row of this very plan, in this
+ledger, that recorded creating it. Another plan's backups, a backup whose marker someone copied, a backup
+adopted from another ledger and a policy backup are never candidates, whatever the rules say. Backups made
+before plan-scoped identities carry the old `tag_key=tag_value` description: they are this plan's only with
+the plan's name prefix and a migrated ledger row of this plan that recorded their id.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from .cloud import CloudClient
 from .cloud.errors import BadRequestError, CloudError, NotFoundError
 from .cloud.models.backups import Backup
 from .config import BackupPlan
+from .identity import parse_marker
 from .ledger import DeleteStatus, DiskBackupStatus, mark_delete, newest_attempt, owned_backup_ids
 from .ledger import record_retention_decision as record_decision
 from .ledger.restores import verified_backup_ids
@@ -79,13 +83,22 @@ async def _going_away(client: CloudClient, backup_id: str) -> bool:
         return False
 
 
+def is_owned(backup: Backup, plan: BackupPlan, owned_ids: AbstractSet[str]) -> bool:
+    """Whether `plan` created `backup` (see the module text): identity on the backup AND the ledger."""
+    if backup.id not in owned_ids:
+        return False
+    identity = parse_marker(backup.description)
+    if identity is not None:
+        return identity[0] == plan.name
+    return backup.description == plan.legacy_ownership_marker() and plan.is_own_backup_name(backup.name)
+
+
 def to_records(
     backups: Iterable[Backup],
     plan: BackupPlan,
-    owned_ids: set[str],
+    owned_ids: AbstractSet[str],
     verified_ids: AbstractSet[str] = frozenset(),
 ) -> list[BackupRecord]:
-    marker = plan.ownership_marker()
     return [
         BackupRecord(
             id=b.id,
@@ -93,7 +106,7 @@ def to_records(
             volume_id=b.volume_id,
             status=str(b.status),
             created_at=b.created_at,
-            owned=plan.is_own_backup_name(b.name) and b.description == marker and b.id in owned_ids,
+            owned=is_owned(b, plan, owned_ids),
             verified=b.id in verified_ids,
         )
         for b in backups
@@ -104,11 +117,12 @@ def decide(
     engine: Engine, volume_id: str, backups: list[Backup], plan: BackupPlan, now: datetime
 ) -> RetentionPlan:
     with Session(engine) as session:
-        owned = owned_backup_ids(session=session, volume_id=volume_id)
+        owned = owned_backup_ids(session=session, plan_name=plan.name, volume_id=volume_id)
         verified = verified_backup_ids(session=session, volume_id=volume_id)
-        newest = newest_attempt(session=session, volume_id=volume_id)
+        newest = newest_attempt(session=session, plan_name=plan.name, volume_id=volume_id)
     failed = newest is not None and newest.status in FAILED_ATTEMPTS
-    records = to_records(backups, plan, owned, verified)
+    # Only this disk's backups: a listing may hold others (a shared or re-attached disk is listed once).
+    records = to_records([b for b in backups if b.volume_id == volume_id], plan, owned, verified)
     return plan_retention(records, plan.retention, now, newest_attempt_failed=failed)
 
 

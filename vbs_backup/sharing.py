@@ -3,8 +3,8 @@ good backup is shared with each target project (a disaster-recovery project, say
 older backups to those projects are taken back once the newest is there.
 
 Rules kept here:
-* "Good" = `available` in the cloud and ours (our name prefix, our ownership marker and a ledger row: the
-  rule retention uses), so a policy backup or a hand-made one is never shared by us.
+* "Good" = `available` in the cloud and the plan's (its identity on the backup and a ledger row of the
+  plan, as retention reads them), so a policy backup or a hand-made one is never shared by us.
 * Target project ids are checked (32 lowercase hex, not our own project) before anything is read.
 * Only shares the ledger recorded are cancelled; a share made by hand is never touched. An old backup's
   share to a project is cancelled only once the newest backup is shared with that project (fail closed:
@@ -30,7 +30,7 @@ from .cloud.errors import ApiError, CloudError, NotFoundError, TransportError
 from .cloud.models.backups import Backup, BackupStatus
 from .cloud.models.shares import Share
 from .config import BackupPlan
-from .ledger import owned_backup_ids
+from .ledger import recorded_backup_ids
 from .ledger.sharing import (
     ShareRecord,
     ShareStatus,
@@ -143,7 +143,10 @@ async def plan_disk_shares(
         rows = share_records(
             session=session, volume_ids=volume_ids, to_project_ids=targets, statuses=ShareStatus.live()
         )
-        owned = {v: owned_backup_ids(session=session, volume_id=v) for v in volume_ids}
+        # Any backup of this plan's identity that its ledger recorded is good to share, adopted ones too.
+        owned = {
+            v: recorded_backup_ids(session=session, plan_name=plan.name, volume_id=v) for v in volume_ids
+        }
     live: dict[tuple[str, str], ShareRecord] = {(r.backup_id, r.to_project_id): r for r in rows}
     return [
         _plan_disk(

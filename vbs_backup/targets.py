@@ -8,6 +8,7 @@ asks for exactly those servers, and an id that does not exist is an error before
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel, ConfigDict
@@ -17,6 +18,8 @@ from .cloud.errors import NotFoundError
 from .cloud.models.ecs import Server
 from .cloud.models.evs import Volume
 from .config import BackupPlan, ServerSelection
+
+log = logging.getLogger(__name__)
 
 
 class SelectionError(ValueError):
@@ -33,7 +36,7 @@ class DiskTarget(BaseModel):
     device: str
     size_gb: int
     is_system: bool
-    status: str
+    status: str  # the EVS status; "missing" when EVS could not describe an attached disk
 
     @property
     def label(self) -> str:
@@ -61,12 +64,25 @@ def server_tags(server: Server) -> dict[str, str]:
 
 def disks_of(server: Server, volumes: dict[str, Volume], *, include_system: bool) -> list[DiskTarget]:
     """The server's disks in device order. The system disk is the one with boot index 0 or on the
-    server's root device."""
+    server's root device. A disk that the server lists but EVS does not describe is kept with status
+    `missing`, so that its backup fails loudly instead of the disk going unprotected in silence."""
     disks = []
     for attached in server.volumes_attached:
         volume = volumes.get(attached.id)
         if volume is None:
-            continue  # detached between the two listings: nothing to back up on this server any more
+            disks.append(
+                DiskTarget(
+                    server_id=server.id,
+                    server_name=server.name or server.id,
+                    volume_id=attached.id,
+                    volume_name=attached.id,
+                    device=attached.device or "unknown",
+                    size_gb=0,
+                    is_system=attached.boot_index == 0,
+                    status="missing",
+                )
+            )
+            continue
         device = attached.device or _device_from(volume, server.id) or "unknown"
         is_system = attached.boot_index == 0 or (
             server.root_device_name is not None and device == server.root_device_name
@@ -112,16 +128,38 @@ async def discover_targets(client: CloudClient, plan: BackupPlan) -> list[Server
         raise SelectionError("the plan's selection matches no server")
     wanted = {a.id for s in chosen for a in s.volumes_attached}
     volumes = {v.id: v async for v in _volumes(client, wanted)}
-    targets = [
-        ServerTarget(
-            id=s.id,
-            name=s.name or s.id,
-            tags=server_tags(s),
-            disks=disks_of(s, volumes, include_system=plan.include_system_disk),
+    targets = sorted(
+        (
+            ServerTarget(
+                id=s.id,
+                name=s.name or s.id,
+                tags=server_tags(s),
+                disks=disks_of(s, volumes, include_system=plan.include_system_disk),
+            )
+            for s in chosen
+        ),
+        key=lambda t: (t.name, t.id),
+    )
+    return _once_per_volume(targets)
+
+
+def _once_per_volume(targets: list[ServerTarget]) -> list[ServerTarget]:
+    """A disk attached to several selected servers (multi-attach) is one disk: it is backed up once, with
+    the first of its servers in name order."""
+    seen: dict[str, str] = {}
+    result = []
+    for target in targets:
+        disks = []
+        for disk in target.disks:
+            if disk.volume_id in seen:
+                log.info("%s: shared with %s, backed up there", disk.label, seen[disk.volume_id])
+                continue
+            seen[disk.volume_id] = disk.label
+            disks.append(disk)
+        result.append(
+            target if len(disks) == len(target.disks) else target.model_copy(update={"disks": disks})
         )
-        for s in chosen
-    ]
-    return sorted(targets, key=lambda t: t.name)
+    return result
 
 
 async def _servers_by_id(client: CloudClient, ids: Sequence[str]) -> list[Server]:

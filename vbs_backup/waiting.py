@@ -3,7 +3,11 @@
 One `JobWaiter` serves a whole run. Each poll round asks the native backups list for the backups still
 `creating` (one request per 1,000 backups in flight) and calls the job API only for the jobs whose backup
 is no longer creating (or not yet visible), so a job costs one `get_job` at its end instead of one per
-round. Every job has its own deadline; a job past it ends as `timed_out` while the others go on.
+round. A backup is recognised by its identity (its volume and the identity marker in its description),
+never by its name. When the job API cannot answer (an error other than "not found"), the backup itself,
+found by its identity, says how the job ended. Every job has its own deadline; a job past it ends as
+`timed_out` (with the id of its still-running backup, so that a later run can reconcile it) while the
+others go on.
 
 The sleep between rounds is injectable: tests pass a function that advances the emulator's clock, so no
 test waits on wall-clock time.
@@ -30,12 +34,12 @@ class _JobsApi(Protocol):  # the two VbsApi methods the waiter needs
 
     def iter_backup_details(self, *, status: str | None = None, page_size: int = 1000): ...
 
-    async def find_backups_by_name(self, name: str, volume_id: str | None = None): ...
+    async def find_backups_by_description(self, description: str, volume_id: str): ...
 
 
 @dataclass(frozen=True)
 class JobResult:
-    key: str  # the job id, or a name key for a backup adopted without one
+    key: str  # the job id, or an identity key for a backup adopted without one
     status: Literal["succeeded", "failed", "timed_out"]
     backup_id: str | None = None
     error_code: str | None = None
@@ -45,9 +49,10 @@ class JobResult:
 @dataclass
 class _Pending:
     key: str
-    job_id: str | None  # None: a backup adopted by name, followed through the backups list
-    backup_name: str
-    volume_id: str | None
+    job_id: str | None  # None: a backup adopted by identity, followed through the backups list
+    marker: str  # the identity marker in the backup's description
+    volume_id: str
+    backup_id: str | None  # when known (adopted): this very backup, not another of the same identity
     deadline: float
     future: asyncio.Future[JobResult]
 
@@ -73,15 +78,23 @@ class JobWaiter:
         self._loop_task: asyncio.Task[None] | None = None
 
     async def wait(
-        self, job_id: str | None, backup_name: str, *, volume_id: str | None = None, timeout: float
+        self,
+        job_id: str | None,
+        marker: str,
+        *,
+        volume_id: str,
+        timeout: float,
+        backup_id: str | None = None,
     ) -> JobResult:
         """Resolve when the job succeeds, fails, or `timeout` seconds (on the waiter's clock) pass. Without
-        a job id (a backup adopted by name) the backup's own status says how it ended."""
-        key = job_id or f"name:{volume_id}:{backup_name}"
+        a job id (a backup adopted by identity) the backup's own status says how it ended."""
+        key = job_id or f"identity:{volume_id}:{marker}"
         if key in self._pending:
             return await asyncio.shield(self._pending[key].future)
         future: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
-        self._pending[key] = _Pending(key, job_id, backup_name, volume_id, self._clock() + timeout, future)
+        self._pending[key] = _Pending(
+            key, job_id, marker, volume_id, backup_id, self._clock() + timeout, future
+        )
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.create_task(self._run(), name="vbs-job-waiter")
         return await future
@@ -102,9 +115,8 @@ class JobWaiter:
     async def _round(self) -> None:
         try:
             creating = {
-                b.name
+                (b.volume_id, b.description)
                 async for b in self._vbs.iter_backup_details(status="creating", page_size=self._page_size)
-                if b.name
             }
         except CloudError as exc:
             # a failed listing only costs this round: the jobs are asked directly below instead
@@ -112,14 +124,11 @@ class JobWaiter:
             creating = set()
         now = self._clock()
         for pending in list(self._pending.values()):
-            if pending.backup_name in creating and now < pending.deadline:
+            if (pending.volume_id, pending.marker) in creating and now < pending.deadline:
                 continue
             result = await (self._ask_job(pending) if pending.job_id else self._ask_backup(pending))
             if result is None and now >= pending.deadline:
-                what = f"job {pending.job_id}" if pending.job_id else f"backup {pending.backup_name}"
-                result = JobResult(
-                    pending.key, "timed_out", error_reason=f"{what} did not finish before its deadline"
-                )
+                result = await self._timed_out(pending)
             if result is not None:
                 del self._pending[pending.key]
                 pending.future.set_result(result)
@@ -131,8 +140,8 @@ class JobWaiter:
         except NotFoundError:
             return JobResult(pending.key, "failed", error_code="common.0011", error_reason="job not found")
         except CloudError as exc:
-            log.warning("job %s status unknown this round: %s", pending.job_id, exc)
-            return None
+            log.warning("job %s status unknown (%s); asking the backup itself", pending.job_id, exc)
+            return await self._ask_backup(pending)
         if job.status == "SUCCESS":
             return JobResult(pending.key, "succeeded", backup_id=job.backup_id)
         if job.status == "FAIL":
@@ -147,15 +156,41 @@ class JobWaiter:
 
     async def _ask_backup(self, pending: _Pending) -> JobResult | None:
         try:
-            found = await self._vbs.find_backups_by_name(pending.backup_name, pending.volume_id)
+            backup = await self._find(pending)
         except CloudError as exc:
-            log.warning("backup %s status unknown this round: %s", pending.backup_name, exc)
+            log.warning(
+                "backup %s of %s status unknown this round: %s", pending.marker, pending.volume_id, exc
+            )
             return None
-        if not found:
-            return JobResult(pending.key, "failed", error_reason=f"backup {pending.backup_name} disappeared")
-        backup = max(found, key=lambda b: (b.created_at, b.id))
+        if backup is None:
+            if pending.job_id:
+                return None  # not visible yet: the job's own answer will come
+            return JobResult(pending.key, "failed", error_reason=f"backup {pending.marker} disappeared")
         if backup.status == "available":
             return JobResult(pending.key, "succeeded", backup_id=backup.id)
         if backup.status == "error":
             return JobResult(pending.key, "failed", backup_id=backup.id, error_reason=backup.fail_reason)
         return None
+
+    async def _find(self, pending: _Pending):  # type: ignore[no-untyped-def]
+        """The backup this wait is about: the known one, else the newest of its identity."""
+        found = await self._vbs.find_backups_by_description(pending.marker, pending.volume_id)
+        if pending.backup_id:
+            return next((b for b in found if b.id == pending.backup_id), None)
+        return max(found, key=lambda b: (b.created_at, b.id), default=None)
+
+    async def _timed_out(self, pending: _Pending) -> JobResult:
+        what = f"job {pending.job_id}" if pending.job_id else f"backup {pending.marker}"
+        backup_id = pending.backup_id
+        if backup_id is None:
+            try:  # record the still-running backup, so that a later run can reconcile it
+                backup = await self._find(pending)
+                backup_id = backup.id if backup is not None else None
+            except CloudError as exc:
+                log.warning("%s: could not look up its backup: %s", what, exc)
+        return JobResult(
+            pending.key,
+            "timed_out",
+            backup_id=backup_id,
+            error_reason=f"{what} did not finish before its deadline",
+        )

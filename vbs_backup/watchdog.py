@@ -8,23 +8,30 @@ checks look from the outside, at the ledger and at what the plan selects in the 
 * `stale`: a protected disk's newest good backup is older than the RPO;
 * `never_backed_up`: a protected disk has no good backup at all (a new disk, or one that always fails);
 * `discovery_failed`: the cloud could not say which disks the plan protects; the ledger's disks are then
-  checked instead, so a cloud outage never hides stale backups.
+  checked instead, so a cloud outage never hides stale backups;
+* `abandoned_run`: a run of the plan died without saying so (its heartbeat stopped); it is marked so.
 
-Pure functions over plain data (`check_protection`) plus one read of the ledger (`ledger_snapshot`).
-No Prefect here.
+The cloud is the truth: when the disks' backups could be listed, a disk's newest good backup is the newest
+`available` backup carrying the plan's identity in the cloud (`newest_in_cloud`), whatever the ledger says;
+a backup the ledger remembers but the cloud lost does not protect anything.
+
+Pure functions over plain data (`check_protection`, `newest_in_cloud`) plus the ledger's reads and the
+marking of dead runs (`ledger_snapshot`). No Prefect here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, or_, select
 
-from .ledger import Run, VolumeProtection, protection_status
+from .cloud.models.backups import Backup
+from .identity import parse_marker
+from .ledger import DiskBackupStatus, Run, VolumeProtection, mark_abandoned_runs, protection_status
 from .targets import DiskTarget
 
 __all__ = [
@@ -43,6 +50,7 @@ class FindingKind(StrEnum):
     stale = "stale"
     never_backed_up = "never_backed_up"
     discovery_failed = "discovery_failed"
+    abandoned_run = "abandoned_run"
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class LedgerSnapshot:
 
     protections: Sequence[VolumeProtection]
     last_run: Run | None
+    abandoned: Sequence[Run] = ()  # runs found dead (and marked) while reading
 
 
 @dataclass(frozen=True)
@@ -90,17 +99,35 @@ def human_age(delta: timedelta) -> str:
 def ledger_snapshot(
     engine: Engine, *, plan_name: str, now: datetime, deployments: Collection[str] | None = None
 ) -> LedgerSnapshot:
-    """Read the ledger once. A run counts for `plan_name` when it ran that plan from one of
-    `deployments` or outside any deployment (the CLI); `None` counts every run of the plan."""
+    """Read the ledger once, after marking the plan's dead runs. A run counts for `plan_name` when it ran
+    that plan from one of `deployments` or outside any deployment (the CLI); `None` counts every run of the
+    plan."""
     with Session(engine) as session:
-        protections = protection_status(session=session, now=now)
+        abandoned = mark_abandoned_runs(session=session, plan_name=plan_name)
+        protections = protection_status(session=session, now=now, plan_name=plan_name)
         stmt = select(Run).where(Run.plan_name == plan_name)
         if deployments is not None:
             stmt = stmt.where(or_(col(Run.deployment).is_(None), col(Run.deployment).in_(list(deployments))))
         last_run = session.exec(
             stmt.order_by(col(Run.started_at).desc(), col(Run.id).desc()).limit(1)
         ).first()
-    return LedgerSnapshot(protections=protections, last_run=last_run)
+    return LedgerSnapshot(protections=protections, last_run=last_run, abandoned=abandoned)
+
+
+def newest_in_cloud(
+    plan_name: str, backups: Mapping[str, Sequence[Backup]]
+) -> dict[str, tuple[str, datetime] | None]:
+    """Per volume: (id, created_at) of its newest `available` backup carrying the plan's identity."""
+    newest: dict[str, tuple[str, datetime] | None] = {}
+    for volume_id, listed in backups.items():
+        good = [
+            b
+            for b in listed
+            if str(b.status) == "available" and (parse_marker(b.description) or ("",))[0] == plan_name
+        ]
+        best = max(good, key=lambda b: (b.created_at, b.id), default=None)
+        newest[volume_id] = (best.id, best.created_at) if best is not None else None
+    return newest
 
 
 def check_protection(
@@ -111,11 +138,13 @@ def check_protection(
     rpo: timedelta,
     now: datetime,
     discovery_error: str | None = None,
+    cloud: Mapping[str, tuple[str, datetime] | None] | None = None,
 ) -> WatchdogReport:
     """Everything wrong with the protection of the plan's `disks` (as discovered in the cloud now).
 
     `disks=None` means discovery failed (`discovery_error` says why): every disk the ledger knows is
-    checked for staleness instead, and the failure itself is a finding.
+    checked for staleness instead, and the failure itself is a finding. `cloud` (from `newest_in_cloud`)
+    is what the cloud holds: where given, it, not the ledger, says how old a disk's newest good backup is.
     """
     if rpo <= timedelta(0):
         raise ValueError("the RPO must be positive")
@@ -135,7 +164,14 @@ def check_protection(
             )
         )
 
+    for dead in snapshot.abandoned:
+        findings.append(
+            Finding(FindingKind.abandoned_run, f"run {dead.id} of plan {plan_name}", dead.message or "")
+        )
+
     by_volume = {p.volume_id: p for p in snapshot.protections}
+    if cloud is not None:
+        by_volume = {v: _as_in_cloud(by_volume.get(v), cloud.get(v)) for v in set(by_volume) | set(cloud)}
     checked: list[tuple[str, VolumeProtection | None]]
     if disks is None:
         findings.append(
@@ -146,6 +182,15 @@ def check_protection(
         checked = [(d.label, by_volume.get(d.volume_id)) for d in disks]
 
     for label, protection in sorted(checked, key=lambda item: item[0]):
+        if (
+            protection is not None
+            and protection.newest_success_at is None
+            and protection.newest_success_backup_id
+        ):
+            gone = protection.newest_success_backup_id
+            detail = f"no good backup of the plan in the cloud (the ledger's newest, {gone}, is gone)"
+            findings.append(Finding(FindingKind.never_backed_up, label, detail))
+            continue
         if protection is None or protection.newest_success_at is None:
             findings.append(Finding(FindingKind.never_backed_up, label, _never_detail(protection)))
             continue
@@ -160,6 +205,33 @@ def check_protection(
                 )
             )
     return WatchdogReport(findings=findings, disks_checked=len(checked))
+
+
+def _as_in_cloud(
+    protection: VolumeProtection | None, newest: tuple[str, datetime] | None
+) -> VolumeProtection | None:
+    """The ledger's line for a disk, with its newest good backup replaced by the cloud's (kept: the ledger's
+    backup id when the cloud has none, so that the finding can name what vanished)."""
+    if protection is None:
+        if newest is None:
+            return None
+        # A backup of the plan that this ledger never recorded (another ledger made it): it protects.
+        return VolumeProtection(
+            volume_id="",
+            volume_name=None,
+            server_id="",
+            server_name="",
+            device="",
+            newest_success_at=newest[1],
+            newest_success_backup_id=newest[0],
+            age=None,
+            last_attempt_status=DiskBackupStatus.adopted,
+            last_attempt_at=newest[1],
+            last_error_code=None,
+        )
+    if newest is None:
+        return replace(protection, newest_success_at=None, age=None)
+    return replace(protection, newest_success_backup_id=newest[0], newest_success_at=newest[1])
 
 
 def _never_detail(protection: VolumeProtection | None) -> str:

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, event, insert, inspect
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlmodel import Session, select
 
 from tests.pg import ledger_engine
 from vbs_backup.ledger import (
+    RUN_LEASE,
     DeleteStatus,
     DiskBackup,
     DiskBackupStatus,
@@ -21,11 +23,15 @@ from vbs_backup.ledger import (
     RetentionDecision,
     Run,
     RunStatus,
+    attempts_for_slot,
+    beat,
     disk_backups_for_run,
     find_disk_backup,
     finish_run,
     init_db,
+    live_run_ids,
     make_engine,
+    mark_abandoned_runs,
     mark_delete,
     newest_attempt,
     normalize_url,
@@ -37,7 +43,10 @@ from vbs_backup.ledger import (
     record_retention_decision,
     record_submitted,
     record_verified,
+    recorded_backup_ids,
     start_run,
+    take_up_attempt,
+    unreconciled_attempts,
 )
 
 T0 = datetime(2024, 3, 5, 2, 0, tzinfo=UTC)
@@ -65,6 +74,8 @@ def add_disk(
     session: Session,
     run_id: int,
     *,
+    plan_name: str = "p",
+    slot_start: datetime = T0,
     volume_id: str = "vol-1",
     backup_name: str = "vbsb-web-01-vdb-202403050200",
     server_name: str = "web-01",
@@ -73,6 +84,8 @@ def add_disk(
     return record_intent(
         session=session,
         run_id=run_id,
+        plan_name=plan_name,
+        slot_start=slot_start,
         server_id="srv-1",
         server_name=server_name,
         volume_id=volume_id,
@@ -157,6 +170,7 @@ def test_start_run(engine: Engine, session: Session) -> None:
         )
         assert row.status is RunStatus.running
         assert row.started_at.tzinfo is UTC
+        assert row.heartbeat_at == row.started_at  # the start is the first sign of life
         assert row.finished_at is None
         assert (row.disks_total, row.disks_succeeded, row.disks_failed, row.deletes_done) == (0, 0, 0, 0)
 
@@ -246,6 +260,129 @@ def test_finish_run_rejects_unknown_status_and_run(session: Session) -> None:
         finish_run(session=session, run_id=run.id + 100, status="completed")
 
 
+def test_finish_run_counts_a_disk_once_by_its_newest_attempt(engine: Engine, session: Session) -> None:
+    run = start_run(session=session, plan_name="p", trigger="schedule")
+    # vol-1 failed, then its retry in the same run succeeded: one disk, succeeded
+    first = add_disk(session, run.id, volume_id="vol-1")
+    record_outcome(session=session, disk_backup_id=first.id, status="failed", error_code="VolumeBackup.0064")
+    retry = add_disk(session, run.id, volume_id="vol-1")
+    assert retry.attempt == 2
+    record_outcome(session=session, disk_backup_id=retry.id, status="succeeded", backup_id="b-1")
+    # vol-2 succeeded, then a second attempt is still unfinished: the newest counts, so it is not protected
+    ok = add_disk(session, run.id, volume_id="vol-2")
+    record_outcome(session=session, disk_backup_id=ok.id, status="succeeded", backup_id="b-2")
+    add_disk(session, run.id, volume_id="vol-2")
+
+    finish_run(session=session, run_id=run.id, status="completed")
+    with fresh(engine) as s:
+        row = s.get(Run, run.id)
+        assert row is not None
+        assert (row.disks_total, row.disks_succeeded, row.disks_failed) == (2, 1, 1)
+
+
+def test_beat_refreshes_a_running_run_only(engine: Engine, session: Session) -> None:
+    run = start_run(session=session, plan_name="p", trigger="cli")
+    run.heartbeat_at = T0
+    session.add(run)
+    session.commit()
+    beat(session=session, run_id=run.id)
+    with fresh(engine) as s:
+        row = s.get(Run, run.id)
+        assert row is not None and row.heartbeat_at is not None
+        assert row.heartbeat_at > T0 and row.heartbeat_at.tzinfo is UTC
+
+    done = start_run(session=session, plan_name="p", trigger="cli")
+    finish_run(session=session, run_id=done.id, status="completed")
+    done.heartbeat_at = T0
+    session.add(done)
+    session.commit()
+    beat(session=session, run_id=done.id)  # a finished run does not come back to life
+    with fresh(engine) as s:
+        row = s.get(Run, done.id)
+        assert row is not None and row.heartbeat_at == T0
+    with pytest.raises(LedgerNotFoundError):
+        beat(session=session, run_id=done.id + 100)
+
+
+def make_run(
+    session: Session,
+    *,
+    plan_name: str = "p",
+    heartbeat_at: datetime | None,
+    started_at: datetime,
+    status: RunStatus = RunStatus.running,
+) -> int:
+    run = start_run(session=session, plan_name=plan_name, trigger="schedule")
+    run.started_at = started_at
+    run.heartbeat_at = heartbeat_at
+    run.status = status
+    session.add(run)
+    session.commit()
+    assert run.id is not None
+    return run.id
+
+
+def test_mark_abandoned_runs(engine: Engine, session: Session) -> None:
+    now = T0 + timedelta(hours=3)
+    stale = make_run(session, started_at=T0, heartbeat_at=now - RUN_LEASE - timedelta(seconds=1))
+    fresh_run = make_run(session, started_at=T0, heartbeat_at=now - timedelta(minutes=1))
+    # a run from before heartbeats is judged by its start
+    old_silent = make_run(session, started_at=now - timedelta(hours=1), heartbeat_at=None)
+    young_silent = make_run(session, started_at=now - timedelta(minutes=2), heartbeat_at=None)
+    other_plan = make_run(session, plan_name="q", started_at=T0, heartbeat_at=T0)
+    finished = make_run(session, started_at=T0, heartbeat_at=T0, status=RunStatus.completed)
+    # the dead run's counts are frozen when it is marked
+    disk = add_disk(session, stale, volume_id="vol-1")
+    record_outcome(session=session, disk_backup_id=disk.id, status="succeeded", backup_id="b-1")
+    add_disk(session, stale, volume_id="vol-2")
+
+    marked = mark_abandoned_runs(session=session, plan_name="p", now=now)
+
+    assert sorted(r.id for r in marked) == sorted([stale, old_silent])
+    with fresh(engine) as s:
+        status = {run_id: s.get(Run, run_id) for run_id in (stale, fresh_run, old_silent, young_silent)}
+        status |= {other_plan: s.get(Run, other_plan), finished: s.get(Run, finished)}
+        rows = {run_id: row for run_id, row in status.items() if row is not None}
+        assert rows[stale].status is RunStatus.abandoned
+        assert rows[stale].finished_at is not None
+        assert rows[stale].message is not None and rows[stale].message.startswith("abandoned: ")
+        assert (rows[stale].disks_total, rows[stale].disks_succeeded, rows[stale].disks_failed) == (2, 1, 1)
+        assert rows[old_silent].status is RunStatus.abandoned
+        assert rows[fresh_run].status is RunStatus.running and rows[fresh_run].finished_at is None
+        assert rows[young_silent].status is RunStatus.running
+        assert rows[other_plan].status is RunStatus.running  # another plan's run is left to that plan
+        assert rows[finished].status is RunStatus.completed
+
+    # marking again finds nothing new; without a plan, every plan's dead runs are marked
+    assert mark_abandoned_runs(session=session, plan_name="p", now=now) == []
+    assert [r.id for r in mark_abandoned_runs(session=session, now=now)] == [other_plan]
+    # a shorter lease judges the fresh run dead too
+    assert {r.id for r in mark_abandoned_runs(session=session, now=now, lease=timedelta(seconds=30))} == {
+        fresh_run,
+        young_silent,
+    }
+
+
+def test_mark_abandoned_runs_default_clock_leaves_a_new_run_alone(session: Session) -> None:
+    run = start_run(session=session, plan_name="p", trigger="cli")
+    assert mark_abandoned_runs(session=session) == []
+    assert live_run_ids(session=session, plan_name="p") == {run.id}
+
+
+def test_live_run_ids(session: Session) -> None:
+    now = T0 + timedelta(hours=3)
+    live = make_run(session, started_at=T0, heartbeat_at=now - timedelta(minutes=1))
+    live_no_beat = make_run(session, started_at=now - timedelta(minutes=5), heartbeat_at=None)
+    make_run(session, started_at=T0, heartbeat_at=now - RUN_LEASE - timedelta(seconds=1))  # dead
+    make_run(session, started_at=T0, heartbeat_at=now, status=RunStatus.completed)
+    make_run(session, started_at=T0, heartbeat_at=now, status=RunStatus.abandoned)
+    make_run(session, plan_name="q", started_at=T0, heartbeat_at=now)
+
+    assert live_run_ids(session=session, plan_name="p", now=now) == {live, live_no_beat}
+    assert live_run_ids(session=session, plan_name="p", now=now, lease=timedelta(minutes=2)) == {live}
+    assert live_run_ids(session=session, plan_name="none", now=now) == set()
+
+
 # ------------------------------------------------------------------------------------------- disk backups
 
 
@@ -256,7 +393,9 @@ def test_record_intent(engine: Engine, session: Session) -> None:
         row = s.get(DiskBackup, disk.id)
         assert row is not None
         assert row.status is DiskBackupStatus.intent
-        assert row.attempts == 1
+        assert (row.plan_name, row.slot_start, row.attempt, row.attempts) == ("p", T0, 1, 1)
+        assert row.slot_start is not None and row.slot_start.tzinfo is UTC
+        assert row.created_by_us is True
         assert (row.volume_id, row.backup_name, row.device, row.size_gb) == (
             "vol-1",
             "vbsb-web-01-vdb-202403050200",
@@ -268,34 +407,110 @@ def test_record_intent(engine: Engine, session: Session) -> None:
         assert row.requested_at.tzinfo is UTC
 
 
-def test_record_intent_is_idempotent(engine: Engine, session: Session) -> None:
+def test_a_second_intent_for_the_same_identity_is_a_new_attempt(engine: Engine, session: Session) -> None:
     first_run = start_run(session=session, plan_name="p", trigger="schedule")
     disk = add_disk(session, first_run.id)
     record_submitted(session=session, disk_backup_id=disk.id, job_id="job-1")
+    record_outcome(session=session, disk_backup_id=disk.id, status="failed", backup_id="b-error")
     retry_run = start_run(session=session, plan_name="p", trigger="manual")
 
     again = add_disk(session, retry_run.id)
 
-    assert again.id == disk.id
-    assert again.attempts == 2
-    assert again.run_id == retry_run.id  # the row follows the latest attempt
-    assert again.status is DiskBackupStatus.submitted  # the caller sees the job it may adopt
-    assert again.job_id == "job-1"
+    assert again.id != disk.id
+    assert (again.attempt, again.attempts) == (2, 1)
+    assert again.run_id == retry_run.id
+    assert again.status is DiskBackupStatus.intent
+    assert again.job_id is None and again.backup_id is None
     with fresh(engine) as s:
-        assert len(s.exec(select(DiskBackup)).all()) == 1
-    # a different slot or a different volume is a different row
-    assert add_disk(session, retry_run.id, backup_name="vbsb-web-01-vdb-202403060200").id != disk.id
-    assert add_disk(session, retry_run.id, volume_id="vol-2").id != disk.id
+        rows = s.exec(select(DiskBackup).order_by(DiskBackup.attempt)).all()
+        # both rows kept: the first attempt's backup stays recorded as ours
+        assert [(r.id, r.attempt, r.run_id, r.status) for r in rows] == [
+            (disk.id, 1, first_run.id, DiskBackupStatus.failed),
+            (again.id, 2, retry_run.id, DiskBackupStatus.intent),
+        ]
+        assert rows[0].job_id == "job-1" and rows[0].backup_id == "b-error"
+    assert add_disk(session, retry_run.id).attempt == 3
+    # a different slot, volume or plan is a different identity: its attempts start at 1
+    assert add_disk(session, retry_run.id, slot_start=T0 + timedelta(days=1)).attempt == 1
+    assert add_disk(session, retry_run.id, volume_id="vol-2").attempt == 1
+    assert add_disk(session, retry_run.id, plan_name="q").attempt == 1
+    # the same instant in another timezone is the same slot
+    tokyo = T0.astimezone(timezone(timedelta(hours=9)))
+    assert add_disk(session, retry_run.id, slot_start=tokyo).attempt == 4
 
 
-def test_volume_and_name_are_unique_in_the_database(session: Session) -> None:
+def test_attempt_is_unique_in_the_database(session: Session) -> None:
     run = start_run(session=session, plan_name="p", trigger="cli")
     disk = add_disk(session, run.id)
-    twin = DiskBackup.model_validate(disk.model_dump(exclude={"id"}))
-    session.add(twin)
+    values = disk.model_dump(exclude={"id"})
+    table = DiskBackup.__table__  # type: ignore[attr-defined]
     with pytest.raises(IntegrityError):
-        session.commit()
+        session.execute(insert(table).values(**values))
     session.rollback()
+    # the same name and volume are no longer unique by themselves: another attempt, plan or slot is fine
+    session.execute(insert(table).values(**(values | {"attempt": 2})))
+    session.execute(insert(table).values(**(values | {"plan_name": "q"})))
+    session.execute(insert(table).values(**(values | {"slot_start": T0 + timedelta(days=1)})))
+    session.commit()
+    assert len(session.exec(select(DiskBackup)).all()) == 4
+
+
+def test_record_intent_takes_the_next_attempt_when_another_worker_wins(
+    engine: Engine, session: Session
+) -> None:
+    run = start_run(session=session, plan_name="p", trigger="schedule")
+    add_disk(session, run.id)
+    raced = False
+
+    def other_worker_inserts(*args: Any) -> None:  # after_cursor_execute(conn, cursor, statement, ...)
+        nonlocal raced
+        if raced or "max(" not in str(args[2]).lower():
+            return
+        raced = True
+        with Session(engine) as other:
+            add_disk(other, run.id)  # reads max 1, writes attempt 2 first
+
+    event.listen(engine, "after_cursor_execute", other_worker_inserts)
+    try:
+        mine = add_disk(session, run.id)
+    finally:
+        event.remove(engine, "after_cursor_execute", other_worker_inserts)
+
+    assert raced
+    assert mine.attempt == 3
+    attempts = attempts_for_slot(session=session, plan_name="p", volume_id="vol-1", slot_start=T0)
+    assert [a.attempt for a in attempts] == [1, 2, 3]
+
+
+def test_take_up_attempt(engine: Engine, session: Session) -> None:
+    first_run = start_run(session=session, plan_name="p", trigger="schedule")
+    disk = add_disk(session, first_run.id)
+    record_submitted(session=session, disk_backup_id=disk.id, job_id="job-1")
+    resume_run = start_run(session=session, plan_name="p", trigger="manual")
+
+    taken = take_up_attempt(session=session, disk_backup_id=disk.id, run_id=resume_run.id)
+
+    assert taken.id == disk.id
+    assert (taken.attempt, taken.attempts) == (1, 2)
+    assert taken.run_id == resume_run.id  # the row follows the latest run that works on it
+    assert taken.status is DiskBackupStatus.submitted  # the job it carries on
+    assert taken.job_id == "job-1"
+    with fresh(engine) as s:
+        assert len(s.exec(select(DiskBackup)).all()) == 1
+    with pytest.raises(LedgerNotFoundError):
+        take_up_attempt(session=session, disk_backup_id=disk.id + 100, run_id=resume_run.id)
+
+
+def test_attempts_for_slot(session: Session) -> None:
+    run = start_run(session=session, plan_name="p", trigger="cli")
+    assert attempts_for_slot(session=session, plan_name="p", volume_id="vol-1", slot_start=T0) == []
+    first = add_disk(session, run.id)
+    add_disk(session, run.id, slot_start=T0 + timedelta(days=1))
+    add_disk(session, run.id, volume_id="vol-2")
+    add_disk(session, run.id, plan_name="q")
+    second = add_disk(session, run.id)
+    got = attempts_for_slot(session=session, plan_name="p", volume_id="vol-1", slot_start=T0)
+    assert [(a.id, a.attempt) for a in got] == [(first.id, 1), (second.id, 2)]
 
 
 def test_record_submitted(engine: Engine, session: Session) -> None:
@@ -404,28 +619,127 @@ def test_owned_backup_ids(session: Session) -> None:
     for i, (volume_id, backup_id) in enumerate(
         [("vol-1", "b-1"), ("vol-1", "b-2"), ("vol-1", None), ("vol-1", ""), ("vol-2", "b-3")]
     ):
-        disk = add_disk(session, run.id, volume_id=volume_id, backup_name=f"vbsb-web-01-vdb-{i}")
+        disk = add_disk(
+            session,
+            run.id,
+            volume_id=volume_id,
+            slot_start=T0 + timedelta(days=i),
+            backup_name=f"vbsb-web-01-vdb-{i}",
+        )
         if backup_id is not None:
             record_outcome(session=session, disk_backup_id=disk.id, status="failed", backup_id=backup_id)
-    assert owned_backup_ids(session=session, volume_id="vol-1") == {"b-1", "b-2"}
-    assert owned_backup_ids(session=session, volume_id="vol-2") == {"b-3"}
-    assert owned_backup_ids(session=session, volume_id="vol-9") == set()
+    assert owned_backup_ids(session=session, plan_name="p", volume_id="vol-1") == {"b-1", "b-2"}
+    assert owned_backup_ids(session=session, plan_name="p", volume_id="vol-2") == {"b-3"}
+    assert owned_backup_ids(session=session, plan_name="p", volume_id="vol-9") == set()
+
+
+def test_owned_backup_ids_are_plan_scoped_and_created_by_us(session: Session) -> None:
+    run_p = start_run(session=session, plan_name="p", trigger="cli")
+    run_q = start_run(session=session, plan_name="q", trigger="cli")
+    # two plans back up the same volume at the same slot
+    mine = add_disk(session, run_p.id, plan_name="p")
+    record_outcome(session=session, disk_backup_id=mine.id, status="succeeded", backup_id="b-p")
+    theirs = add_disk(session, run_q.id, plan_name="q")
+    record_outcome(session=session, disk_backup_id=theirs.id, status="succeeded", backup_id="b-q")
+    # p adopted a backup of its identity that it has no proof of creating (another ledger's)
+    found = add_disk(session, run_p.id, plan_name="p", slot_start=T0 + timedelta(days=1))
+    record_outcome(
+        session=session, disk_backup_id=found.id, status="adopted", backup_id="b-found", created_by_us=False
+    )
+    row = session.get(DiskBackup, found.id)
+    assert row is not None and row.created_by_us is False
+
+    assert owned_backup_ids(session=session, plan_name="p", volume_id="vol-1") == {"b-p"}
+    assert owned_backup_ids(session=session, plan_name="q", volume_id="vol-1") == {"b-q"}
+    assert owned_backup_ids(session=session, plan_name="r", volume_id="vol-1") == set()
+    # recorded, though not owned
+    assert recorded_backup_ids(session=session, plan_name="p", volume_id="vol-1") == {"b-p", "b-found"}
+    assert recorded_backup_ids(session=session, plan_name="q", volume_id="vol-1") == {"b-q"}
+    assert recorded_backup_ids(
+        session=session, plan_name="p", volume_id="vol-1", created_by_us_only=True
+    ) == {"b-p"}
+    # created_by_us is only written when given
+    record_outcome(session=session, disk_backup_id=found.id, status="adopted", backup_id="b-found")
+    assert owned_backup_ids(session=session, plan_name="p", volume_id="vol-1") == {"b-p"}
 
 
 def test_newest_attempt(session: Session) -> None:
     run = start_run(session=session, plan_name="p", trigger="cli")
-    assert newest_attempt(session=session, volume_id="vol-1") is None
-    old = add_disk(session, run.id, backup_name="n-old")
-    new = add_disk(session, run.id, backup_name="n-new")
-    backfill = add_disk(session, run.id, backup_name="n-backfill")  # inserted last, requested earlier
+    assert newest_attempt(session=session, plan_name="p", volume_id="vol-1") is None
+    old = add_disk(session, run.id, slot_start=T0, backup_name="n-old")
+    new = add_disk(session, run.id, slot_start=T0 + timedelta(days=2), backup_name="n-new")
+    # inserted last, requested earlier
+    backfill = add_disk(session, run.id, slot_start=T0 + timedelta(days=1), backup_name="n-backfill")
     set_times(session, old, requested_at=T0, submitted_at=None)
     set_times(session, new, requested_at=T0 + timedelta(days=2), submitted_at=None)
     set_times(session, backfill, requested_at=T0 + timedelta(days=1), submitted_at=None)
     record_outcome(session=session, disk_backup_id=new.id, status="failed", error_code="VolumeBackup.0064")
-    newest = newest_attempt(session=session, volume_id="vol-1")
+    newest = newest_attempt(session=session, plan_name="p", volume_id="vol-1")
     assert newest is not None
     assert newest.id == new.id
     assert newest.status is DiskBackupStatus.failed
+
+
+def test_newest_attempt_is_per_plan(session: Session) -> None:
+    run_p = start_run(session=session, plan_name="p", trigger="cli")
+    run_q = start_run(session=session, plan_name="q", trigger="cli")
+    p_first = add_disk(session, run_p.id, plan_name="p")
+    p_retry = add_disk(session, run_p.id, plan_name="p")  # same slot, attempt 2
+    q_only = add_disk(session, run_q.id, plan_name="q")  # the newest on the volume, but another plan's
+    set_times(session, p_first, requested_at=T0, submitted_at=None)
+    set_times(session, p_retry, requested_at=T0 + timedelta(minutes=30), submitted_at=None)
+    set_times(session, q_only, requested_at=T0 + timedelta(hours=1), submitted_at=None)
+    record_outcome(session=session, disk_backup_id=p_retry.id, status="succeeded", backup_id="b-p")
+
+    p = newest_attempt(session=session, plan_name="p", volume_id="vol-1")
+    q = newest_attempt(session=session, plan_name="q", volume_id="vol-1")
+    assert p is not None and (p.id, p.attempt, p.status) == (p_retry.id, 2, DiskBackupStatus.succeeded)
+    assert q is not None and q.id == q_only.id
+    assert newest_attempt(session=session, plan_name="r", volume_id="vol-1") is None
+    assert newest_attempt(session=session, plan_name="p", volume_id="vol-2") is None
+
+
+def test_unreconciled_attempts(session: Session) -> None:
+    now = datetime.now(UTC)  # live_run_ids and the runs' heartbeats share this clock
+    dead = make_run(session, started_at=now - timedelta(hours=2), heartbeat_at=now - timedelta(hours=1))
+    live = make_run(session, started_at=now - timedelta(minutes=5), heartbeat_at=now)
+    other_plan = make_run(session, plan_name="q", started_at=T0, heartbeat_at=T0)
+    rows: dict[str, int] = {}
+    for i, status in enumerate(
+        ["intent", "submitted", "running", "timed_out", "succeeded", "adopted", "failed"]
+    ):
+        disk = add_disk(session, dead, slot_start=T0 + timedelta(days=i))
+        if status == "submitted":
+            record_submitted(session=session, disk_backup_id=disk.id, job_id="job")
+        elif status != "intent":
+            record_outcome(session=session, disk_backup_id=disk.id, status=status)
+        rows[status] = disk.id
+    abandoned = add_disk(session, dead, slot_start=T0 - timedelta(days=1))
+    record_outcome(session=session, disk_backup_id=abandoned.id, status=DiskBackupStatus.abandoned)
+    live_row = add_disk(session, live, volume_id="vol-2")
+    other_volume = add_disk(session, dead, volume_id="vol-9")
+    add_disk(session, other_plan, plan_name="q")
+
+    live_ids = live_run_ids(session=session, plan_name="p", now=now)
+    assert live_ids == {live}
+    got = unreconciled_attempts(
+        session=session, plan_name="p", volume_ids=["vol-1", "vol-2"], exclude_run_ids=live_ids
+    )
+    # the ends the ledger does not know, in insertion order; a timed-out job may still have finished
+    assert [r.id for r in got] == [rows["intent"], rows["submitted"], rows["running"], rows["timed_out"]]
+    # nothing excluded: the live run's attempt is among them; a volume not asked for never is
+    got_all = unreconciled_attempts(
+        session=session, plan_name="p", volume_ids=["vol-1", "vol-2"], exclude_run_ids=set()
+    )
+    assert [r.id for r in got_all][-1] == live_row.id
+    assert other_volume.id not in {r.id for r in got_all}
+    assert unreconciled_attempts(session=session, plan_name="p", volume_ids=[], exclude_run_ids=set()) == []
+    assert [
+        r.plan_name
+        for r in unreconciled_attempts(
+            session=session, plan_name="q", volume_ids=["vol-1"], exclude_run_ids=set()
+        )
+    ] == ["q"]
 
 
 def test_disk_backups_for_run(session: Session) -> None:
@@ -606,8 +920,10 @@ def test_protection_status(session: Session) -> None:
 
     # web-01 /dev/vdb: two successes, then a failure on the newest slot
     for day, status in [(0, "succeeded"), (1, "adopted"), (2, "failed")]:
-        disk = add_disk(session, run.id, volume_id="vol-b", backup_name=f"vbsb-web-01-vdb-{day}")
         slot = T0 + timedelta(days=day)
+        disk = add_disk(
+            session, run.id, volume_id="vol-b", slot_start=slot, backup_name=f"vbsb-web-01-vdb-{day}"
+        )
         set_times(
             session, disk, requested_at=slot, submitted_at=slot + timedelta(minutes=1) if day != 1 else None
         )
@@ -655,3 +971,41 @@ def test_protection_status(session: Session) -> None:
 
 def test_protection_status_empty(session: Session) -> None:
     assert protection_status(session=session) == []
+    assert protection_status(session=session, plan_name="p") == []
+
+
+def test_protection_status_filtered_by_plan(session: Session) -> None:
+    run_p = start_run(session=session, plan_name="p", trigger="cli")
+    run_q = start_run(session=session, plan_name="q", trigger="cli")
+    now = T0 + timedelta(days=1)
+    # vol-1: p succeeded at T0, q failed later (q's attempt is the volume's newest)
+    p_ok = add_disk(session, run_p.id, plan_name="p")
+    set_times(session, p_ok, requested_at=T0, submitted_at=T0 + timedelta(minutes=1))
+    record_outcome(session=session, disk_backup_id=p_ok.id, status="succeeded", backup_id="b-p")
+    q_failed = add_disk(session, run_q.id, plan_name="q")
+    set_times(session, q_failed, requested_at=T0 + timedelta(hours=1), submitted_at=None)
+    record_outcome(session=session, disk_backup_id=q_failed.id, status="failed", error_code="E-q")
+    # vol-2: only q backs it up
+    q_only = add_disk(session, run_q.id, plan_name="q", volume_id="vol-2", device="/dev/vdc")
+    set_times(session, q_only, requested_at=T0, submitted_at=T0)
+    record_outcome(session=session, disk_backup_id=q_only.id, status="succeeded", backup_id="b-q2")
+
+    (p_vol1,) = protection_status(session=session, now=now, plan_name="p")
+    assert p_vol1.volume_id == "vol-1"
+    assert p_vol1.last_attempt_status is DiskBackupStatus.succeeded  # q's newer failure is not p's
+    assert p_vol1.last_error_code is None
+    assert p_vol1.newest_success_backup_id == "b-p"
+    assert p_vol1.age == now - (T0 + timedelta(minutes=1))
+
+    q_vol1, q_vol2 = protection_status(session=session, now=now, plan_name="q")
+    assert (q_vol1.volume_id, q_vol2.volume_id) == ("vol-1", "vol-2")
+    assert q_vol1.last_attempt_status is DiskBackupStatus.failed
+    assert q_vol1.newest_success_at is None and q_vol1.newest_success_backup_id is None  # p's is not q's
+    assert q_vol2.newest_success_backup_id == "b-q2"
+
+    # all plans: one line per volume, its newest attempt and its newest success whatever the plan
+    every_vol1, every_vol2 = protection_status(session=session, now=now)
+    assert every_vol1.last_attempt_status is DiskBackupStatus.failed
+    assert every_vol1.newest_success_backup_id == "b-p"
+    assert every_vol2.newest_success_backup_id == "b-q2"
+    assert protection_status(session=session, now=now, plan_name="r") == []

@@ -316,6 +316,8 @@ async def own_backup(engine: Engine, client: CloudClient, volume_id: str, name: 
         row = record_intent(
             session=session,
             run_id=run.id,
+            plan_name="nightly",
+            slot_start=datetime.now(UTC),
             server_id=WEB_SERVER,
             server_name="web-01",
             volume_id=volume_id,

@@ -114,6 +114,8 @@ def test_drill_marks_in_the_ledger_reach_the_planner(tmp_path: Path):
             row = record_intent(
                 session=session,
                 run_id=run.id,
+                plan_name=plan.name,
+                slot_start=created,
                 server_id="s",
                 server_name="web-01",
                 volume_id=VOLUME,
@@ -139,7 +141,7 @@ def test_drill_marks_in_the_ledger_reach_the_planner(tmp_path: Path):
                         "status": "available",
                         "volume_id": VOLUME,
                         "created_at": created.strftime("%Y-%m-%dT%H:%M:%S.%f"),
-                        "description": json.dumps({"DESC": plan.ownership_marker(), "INC": 1}),
+                        "description": json.dumps({"DESC": plan.identity_marker(created), "INC": 1}),
                     }
                 )
             )

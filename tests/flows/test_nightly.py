@@ -131,11 +131,17 @@ async def test_a_failed_job_is_submitted_once_more_when_the_plan_says_so(cloud_e
 
     assert state.is_completed(), state.message
     assert ops(cloud_env, "vbs.create_backup") == 6
-    statuses = sorted(b.status for b in project_of(cloud_env).backups.values() if b.volume_id == failing)
-    assert statuses == ["available", "error"]
+    backups = {b.id: b.status for b in project_of(cloud_env).backups.values() if b.volume_id == failing}
     with Session(ledger) as session:
-        row = session.exec(select(DiskBackup).where(DiskBackup.volume_id == failing)).one()
-    assert (row.status.value, row.attempts, row.error_code) == ("succeeded", 2, None)
+        rows = session.exec(
+            select(DiskBackup).where(DiskBackup.volume_id == failing).order_by(DiskBackup.attempt)
+        ).all()
+    # One row per attempt: the failed job's `error` backup stays ours, so retention cleans it up at once.
+    assert [(r.attempt, r.status.value, r.error_code) for r in rows] == [
+        (1, "failed", "VolumeBackup.0064"),
+        (2, "succeeded", None),
+    ]
+    assert backups == {rows[0].backup_id: "deleting", rows[1].backup_id: "available"}
 
 
 async def test_a_job_that_never_ends_times_out_at_the_disk_deadline(cloud_env, virtual_time, ledger):

@@ -228,6 +228,14 @@ class VbsBackupsApi(VbsBase):
         found = [b async for b in self.iter_backup_details(name=name, volume_id=volume_id)]
         return [b for b in found if b.name == name and (volume_id is None or b.volume_id == volume_id)]
 
+    async def find_backups_by_description(self, description: str, volume_id: str) -> list[Backup]:
+        """This disk's backups whose description is exactly `description` (the list API has no description
+        filter, so the disk's backups are listed and matched here). Used to find a backup by the identity
+        written in its description."""
+        return [
+            b async for b in self.iter_backup_details(volume_id=volume_id) if b.description == description
+        ]
+
     async def wait_for_job(
         self,
         job_id: str,
