@@ -72,6 +72,7 @@ async def submit_backup(
             slot=ctx.slot,
             full_backup=wants_full_backup(ctx),
             known=known,
+            now=ctx.time.now(),
         )
     except CloudError as exc:  # already recorded as failed in the ledger
         name = ctx.plan.backup_name(disk.server_name, disk.device, ctx.slot)

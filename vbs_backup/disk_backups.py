@@ -96,14 +96,15 @@ async def submit_disk_backup(
     slot: datetime,
     full_backup: bool = False,
     known: Sequence[Backup] | None = None,
+    now: datetime | None = None,
 ) -> Submission:
     """Start (or find) this slot's backup of `disk`. `known` is what the cloud listed for this disk at the
-    start of the run (None: ask now). When it cannot be started the disk is recorded as failed and the
-    `CloudError` is raised."""
+    start of the run (None: ask now); `now` is the run's clock, recorded as the attempt's time. When the
+    backup cannot be started the disk is recorded as failed and the `CloudError` is raised."""
     marker = plan.identity_marker(slot)
     name = plan.backup_name(disk.server_name, disk.device, slot)
     if disk.status == "missing":
-        row = await asyncio.to_thread(_new_attempt, engine, run_id, plan, slot, disk, name)
+        row = await asyncio.to_thread(_new_attempt, engine, run_id, plan, slot, disk, name, now)
         exc = VolumeNotDescribed(f"{disk.label}: attached volume {disk.volume_id} cannot be described by EVS")
         await asyncio.to_thread(record_failure, engine, row.id, exc)
         raise exc
@@ -111,9 +112,9 @@ async def submit_disk_backup(
         known = await client.vbs.find_backups_by_description(marker, disk.volume_id)
     found = newest_live(known, marker)
     if found is not None:
-        return await _adopt(engine, run_id, plan, slot, disk, name, marker, found)
+        return await _adopt(engine, run_id, plan, slot, disk, name, marker, found, now)
 
-    row = await asyncio.to_thread(_new_attempt, engine, run_id, plan, slot, disk, name)
+    row = await asyncio.to_thread(_new_attempt, engine, run_id, plan, slot, disk, name, now)
     assert row.id is not None
     try:
         return await _create(client, engine, row, disk, plan, name, marker, full_backup)
@@ -123,7 +124,13 @@ async def submit_disk_backup(
 
 
 def _new_attempt(
-    engine: Engine, run_id: int, plan: BackupPlan, slot: datetime, disk: DiskTarget, name: str
+    engine: Engine,
+    run_id: int,
+    plan: BackupPlan,
+    slot: datetime,
+    disk: DiskTarget,
+    name: str,
+    now: datetime | None,
 ) -> DiskBackup:
     with Session(engine) as session:
         return record_intent(
@@ -139,6 +146,7 @@ def _new_attempt(
             size_gb=disk.size_gb,
             is_system_disk=disk.is_system,
             backup_name=name,
+            requested_at=now,
         )
 
 
@@ -197,6 +205,7 @@ async def _adopt(
     name: str,
     marker: str,
     backup: Backup,
+    now: datetime | None,
 ) -> Submission:
     """A live backup of this identity exists: carry on the attempt that made it (or that may have made it:
     an open attempt whose create answer was lost, or whose run died before writing the job id), or record
@@ -218,7 +227,7 @@ async def _adopt(
 
     row, claimed = await asyncio.to_thread(find_row)
     if row is None:
-        row = await asyncio.to_thread(_new_attempt, engine, run_id, plan, slot, disk, name)
+        row = await asyncio.to_thread(_new_attempt, engine, run_id, plan, slot, disk, name, now)
         log.info("%s: adopting backup %s of %s, made outside this ledger", disk.label, backup.id, marker)
         return await _claim(engine, row, name, marker, disk, backup, created_by_us=False)
     assert row.id is not None

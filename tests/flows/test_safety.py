@@ -17,7 +17,7 @@ from flows.nightly import nightly_backup
 from flows.watchdog import backup_watchdog
 from vbs_backup.config import BackupPlan
 from vbs_backup.identity import parse_marker
-from vbs_backup.ledger import DiskBackup, RetentionDecision, Run, start_run
+from vbs_backup.ledger import DiskBackup, RetentionDecision, Run, record_intent, start_run
 
 WEB = "6a1c3a02-7e4b-4a43-9e0b-2f1d7c2b9a10"
 DB = "990f449e-b54d-4554-b65d-0d8dedb27e13"
@@ -259,14 +259,20 @@ async def test_a_volume_attached_to_two_selected_servers_is_backed_up_once(cloud
 # 8. ------------------------------------------------------------------------------ dead runs
 
 
-async def test_a_run_whose_heartbeat_stopped_is_marked_abandoned(cloud_env, virtual_time, ledger):
+def dead_run(ledger) -> int:
+    """What a killed run leaves: `running`, and silent for an hour (past the lease)."""
     with Session(ledger) as session:
         dead = start_run(session=session, plan_name="nightly", trigger="direct")
         dead.heartbeat_at = datetime.now(UTC) - timedelta(hours=1)
         session.add(dead)
         session.commit()
-        alive = start_run(session=session, plan_name="nightly", trigger="direct")  # beating just now
-        dead_id, alive_id = dead.id, alive.id
+        return dead.id
+
+
+async def test_a_run_whose_heartbeat_stopped_is_marked_abandoned(cloud_env, virtual_time, ledger):
+    dead_id = dead_run(ledger)
+    with Session(ledger) as session:
+        alive_id = start_run(session=session, plan_name="nightly", trigger="direct").id  # beating just now
 
     state = await backup_watchdog(plan(), return_state=True)
 
@@ -277,18 +283,11 @@ async def test_a_run_whose_heartbeat_stopped_is_marked_abandoned(cloud_env, virt
 
 
 async def test_the_next_run_marks_a_dead_run_and_settles_its_attempts(cloud_env, virtual_time, ledger):
-    # What a kill right after the intents leaves: a running run, silent for an hour, with open attempts.
-    with Session(ledger) as session:
-        dead = start_run(session=session, plan_name="nightly", trigger="direct")
-        dead.heartbeat_at = datetime.now(UTC) - timedelta(hours=1)
-        session.add(dead)
-        session.commit()
-        dead_id = dead.id
+    # What a kill right after an intent leaves: a dead run with an open attempt, and no backup.
+    dead_id = dead_run(ledger)
     p = plan()
     slot = p.schedule_slot(cloud_env.state.clock.now())
     with Session(ledger) as session:
-        from vbs_backup.ledger import record_intent
-
         record_intent(
             session=session,
             run_id=dead_id,

@@ -217,8 +217,11 @@ def record_intent(
     size_gb: int,
     is_system_disk: bool,
     backup_name: str,
+    requested_at: datetime | None = None,
 ) -> DiskBackup:
-    """Record a new attempt at the backup (plan, volume, slot); call it before the create.
+    """Record a new attempt at the backup (plan, volume, slot); call it before the create. `requested_at`
+    (default: now) is compared with the cloud's `created_at` to tell whether a backup appeared after it,
+    so callers pass the time of the clock they run on.
 
     Every attempt gets a row of its own (``attempt`` = 1, 2, ...), so a backup left behind by an earlier
     attempt (a failed job's ``error`` backup) stays recorded as ours. Two workers racing for the same
@@ -245,6 +248,7 @@ def record_intent(
             size_gb=size_gb,
             is_system_disk=is_system_disk,
             backup_name=backup_name,
+            requested_at=requested_at or utcnow(),
         )
         try:
             return _save(session, row)
