@@ -1,4 +1,4 @@
-"""Who owns a backup: the plan whose identity it carries AND whose own ledger attempts recorded creating it."""
+"""Who owns a backup: the plan whose identity it carries AND whose own attempts recorded creating it."""
 
 from __future__ import annotations
 
