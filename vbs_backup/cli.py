@@ -41,6 +41,7 @@ def emulator(
     ] = None,
 ) -> None:
     """Serve the local cloud emulator (IAM, ECS, EVS, VBS) for a fleet, until interrupted."""
+    import logging
     import random
     import signal
     import threading
@@ -57,7 +58,9 @@ def emulator(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     state = CloudState(clock=ScaledClock(speed), seed=seed, rng=random.Random(seed))
-    server = EmulatorServer(create_app(state, fleet=fleet_model), host=host, port=port)
+    # The server logs one WARNING when bound beyond loopback; show it as such on stderr.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    server = EmulatorServer(create_app(state, fleet=fleet_model, hosts=[host]), host=host, port=port)
     try:
         server.start()
     except OSError as exc:

@@ -297,7 +297,9 @@ def test_refusals_answer_400_with_a_clear_message_and_change_nothing(emulator, p
 
 def test_a_body_must_be_a_json_object(emulator):
     assert "JSON object" in bad_request(emulator.control("POST", f"/volumes/{SCRATCH}/attach"))
-    response = emulator.client.post(f"/_emulator/volumes/{SCRATCH}/attach", content=b"{nope")
+    response = emulator.client.post(
+        f"/_emulator/volumes/{SCRATCH}/attach", content=b"{nope", headers={"Content-Type": "application/json"}
+    )
     assert "not JSON" in bad_request(response)
 
 

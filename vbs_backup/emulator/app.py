@@ -3,7 +3,15 @@
 `create_app(state, fleet=...)` builds one Starlette app serving IAM, ECS, EVS, VBS (when the `vbs` package
 is present) and the `/_emulator` control API, with the `Gateway` middleware in front. `app.state` holds
 the `CloudState` (`cloud`), the fleet it started with (`fleet`, reloaded by `POST /_emulator/reset`),
-the fault rules (`faults`) and the rate limiter (`rate_limiter`).
+the fault rules (`faults`), the rate limiter (`rate_limiter`) and the Host names the control API answers
+(`control_hosts`).
+
+Exposure: the control API is unauthenticated, so it is guarded (see `control`): loopback Host names only
+(plus `hosts`, the address the emulator was explicitly bound to), and state changes only from programs (a
+JSON body or none, no browser `Origin`), so neither a cross-site page (CSRF) nor a rebound DNS name can
+reconfigure a running emulator. The cloud API is deliberately not Host-checked: every call but the token
+request is AK/SK-signed or token-authenticated, clients may reach the emulator under any name (a container
+name, a LAN address), and what a rebinding page could do there is create or delete made-up backups.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +50,12 @@ def create_app(
     fleet: dict[str, Any] | FleetModel | Path | str | None = None,
     wall_clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
+    hosts: Iterable[str] = (),
 ) -> Starlette:
     """An emulator app over `state` (a fresh `CloudState` by default), with `fleet` loaded into it.
+
+    `hosts`: Host names (or the bind address) the control API answers besides loopback; pass the address
+    the emulator is bound to when it is not a loopback one (`vbs-backup emulator --host` does).
 
     `wall_clock` (real time, for the AK/SK signature window) and `monotonic` (for the rate limiter) are
     test seams; the emulator's own virtual time is `state.clock`.
@@ -69,4 +81,5 @@ def create_app(
     app.state.fleet = fleet_model
     app.state.faults = faults
     app.state.rate_limiter = rate_limiter
+    app.state.control_hosts = control.allowed_hosts(hosts)
     return app

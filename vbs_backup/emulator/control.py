@@ -29,6 +29,15 @@ removes fault rules and the rate limit, re-seeds the state's random generator wh
 a `ManualClock` back to the real current time (so AK/SK signatures made with real time are fresh again),
 then loads the fleet. Tick hooks (the VBS job engine) stay installed. Errors answer
 `{"error": {"code": "Emulator.BadRequest"|"Emulator.Conflict", "message": ...}}`.
+
+Request guard (a web page must not reconfigure a running emulator): every control request is refused
+unless its Host names loopback (`127.0.0.1`, `localhost`, `[::1]`, any port) or a host the app was bound to
+(`create_app(hosts=...)`): 421 `Emulator.MisdirectedRequest` (DNS rebinding). A request that changes state
+(any method but GET/HEAD/OPTIONS) is refused with 403 `Emulator.Forbidden` when it carries a browser's
+`Origin` or `Sec-Fetch-Site` header (a cross-site page can send a body-less POST), and with 415
+`Emulator.UnsupportedMediaType` when it has a body or a Content-Type that is not `application/json` (a page
+can send text/plain or a form without a CORS preflight, never JSON). A body-less request from a program
+(no Content-Type, no Origin) stays allowed: `POST /reset`, `DELETE /requests`.
 """
 
 from __future__ import annotations
@@ -389,8 +398,56 @@ def _object(body: Any) -> dict[str, Any]:
     return body
 
 
+# Request guard ----------------------------------------------------------------------------------------------
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def host_name(host: str) -> str:
+    """The name part of a Host header (or a bind address), lower case: `[::1]:80` -> `::1`, `a:8` -> `a`."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.index("]")] if "]" in host else host
+    if host.count(":") == 1:  # name:port (a bare IPv6 address has several colons)
+        return host.split(":", 1)[0]
+    return host
+
+
+def allowed_hosts(extra: Any = ()) -> frozenset[str]:
+    """The Host names the control API answers: loopback, plus the host(s) the emulator was bound to."""
+    return LOOPBACK_HOSTS | {host_name(h) for h in extra if host_name(h)}
+
+
+def _guard(request: Request) -> None:
+    """Refuse what a web page could send (CSRF) or route here (DNS rebinding); see the module docstring."""
+    hosts = getattr(request.app.state, "control_hosts", LOOPBACK_HOSTS)
+    if host_name(request.headers.get("host", "")) not in hosts:
+        raise CloudApiError(
+            "Emulator.MisdirectedRequest",
+            f"the control API answers only Host {', '.join(sorted(hosts))} (any port)",
+            421,
+        )
+    if request.method in SAFE_METHODS:
+        return
+    if "origin" in request.headers or "sec-fetch-site" in request.headers:
+        raise CloudApiError("Emulator.Forbidden", "the control API does not take requests from browsers", 403)
+    content_type = request.headers.get("content-type")
+    has_body = "transfer-encoding" in request.headers or request.headers.get("content-length", "0") != "0"
+    if (content_type is not None or has_body) and (
+        (content_type or "").split(";", 1)[0].strip().lower() != "application/json"
+    ):
+        raise CloudApiError(
+            "Emulator.UnsupportedMediaType", "a control request body must be sent as application/json", 415
+        )
+
+
 def _endpoint(handler: Callable[[Request, Any], Any]) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
+        try:
+            _guard(request)
+        except EmulatorError as exc:
+            return error_response(request, exc)
         raw = await request.body()
         try:
             try:

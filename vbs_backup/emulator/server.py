@@ -5,16 +5,35 @@
 
 `port=0` picks a free port; the socket is bound before uvicorn starts, so `url` is known and the port
 cannot be taken in between. `start()` returns once uvicorn accepts connections.
+
+Bound beyond loopback (`0.0.0.0`, a LAN address, a host name), `start()` logs one WARNING: the emulator's
+cloud API takes its well-known example credentials from anyone who can reach it. (Its control API still
+answers only loopback Host names and the bind address, if the app was built with `create_app(hosts=...)`.)
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import socket
 import threading
 import time
 
 import uvicorn
 from starlette.types import ASGIApp
+
+logger = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """`127.0.0.0/8`, `::1` or `localhost`: only this machine can connect."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any address
 
 
 class EmulatorServer:
@@ -44,6 +63,13 @@ class EmulatorServer:
             sock.close()
             raise
         self.port = sock.getsockname()[1]
+        if not is_loopback(self.host):
+            logger.warning(
+                "the emulator listens on %s:%s, beyond loopback: anyone who can reach it can use its cloud"
+                " API with the fleet's example credentials; bind 127.0.0.1 unless you need it elsewhere",
+                self.host,
+                self.port,
+            )
         config = uvicorn.Config(
             self.app,
             log_level=self.log_level,
