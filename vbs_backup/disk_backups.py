@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 RUNNING_ON_DISK = "VolumeBackup.0013"  # a backup of this disk is still being created (§2.1)
 VANISHED = "vbsb.BackupVanished"  # our error code: the backup a disk relied on is gone from the cloud
 NOT_DESCRIBED = "vbsb.VolumeNotDescribed"  # our error code: the plan selects a disk EVS cannot describe
-LIVE = frozenset({"creating", "available", "restoring"})
+# "unknown": a listed backup we could not read (see cloud.models.backups): it may well be the slot's backup,
+# so it is adopted rather than duplicated, and the disk then fails loudly in `confirm_in_cloud`.
+LIVE = frozenset({"creating", "available", "restoring", "unknown"})
 # How far the cloud's clock may lag ours when we decide that a backup appeared after our intent.
 CLOCK_SKEW = timedelta(minutes=5)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -27,6 +28,7 @@ from vbs_backup.cloud.signing import (
     signed_headers,
     string_to_sign,
 )
+from vbs_backup.cloud.vbs_policies import tag_key_segment
 
 # The §5c vector (Huawei signing guide).
 AK = "QTWAOYTTINDUT2QVKYUC"
@@ -304,3 +306,106 @@ def test_signature_matches_huaweicloudsdkcore(method, segments, query, body):
     )
     sdk_signer.Signer(sdk_credentials.BasicCredentials(AK, SK)).sign(theirs)
     assert request.headers["Authorization"] == theirs.header_params["Authorization"]
+
+
+# -- paths with percent signs: signed as they are sent, decoded once -----------------------------------------
+
+POLICY = "5f0c3e2a-9b1d-4c7e-8a6f-2d4b1e0c9a87"
+
+
+def _sdk_authorization(method: str, wire_path: str, query, headers, body: bytes | None) -> str:
+    """What Huawei's own signer (huaweicloudsdkcore) puts in `Authorization` for this request; its
+    `resource_path` is the path as the SDK sends it, i.e. already percent-encoded."""
+    sdk_signer = pytest.importorskip("huaweicloudsdkcore.signer.signer")
+    sdk_request_mod = pytest.importorskip("huaweicloudsdkcore.sdk_request")
+    sdk_credentials = pytest.importorskip("huaweicloudsdkcore.auth.credentials")
+    theirs = sdk_request_mod.SdkRequest(
+        method=method,
+        schema="https",
+        host="vbs.eu-de.otc.t-systems.com",
+        resource_path=wire_path,
+        query_params=list(query),
+        header_params=headers,
+        body=body,
+    )
+    sdk_signer.Signer(sdk_credentials.BasicCredentials(AK, SK)).sign(theirs)
+    return theirs.header_params["Authorization"]
+
+
+def _ours(method: str, wire_path: str, query=(), body=None) -> httpx.Request:
+    request = httpx.Request(
+        method,
+        "https://vbs.eu-de.otc.t-systems.com" + wire_path,
+        params=list(query),
+        json=body,
+        headers={"Content-Type": "application/json"},
+    )
+    AkSkAuth(AK, SK, PID, clock=lambda: VECTOR_NOW).sync_auth_flow(request).send(None)
+    assert request.url.raw_path.split(b"?")[0] == wire_path.encode()  # sent exactly as built
+    return request
+
+
+@pytest.mark.parametrize("key", ["a%41", "%2541", "100%", "%zz", "a%2Fb", "é%C3%A9", "a b#%20"])
+def test_a_tag_key_with_percent_signs_is_signed_as_sent_like_the_sdk_does(key):
+    # the key `a%41` travels as `a%2541`: signed decoded once (`a%2541`), never twice (`aA`)
+    wire_path = f"/v2/{PID}/backuppolicy/{POLICY}/tags/{tag_key_segment(key)}"
+    request = _ours("DELETE", wire_path)
+
+    signed = ["Content-Type", "Host", "X-Project-Id", "X-Sdk-Date"]
+    theirs = _sdk_authorization("DELETE", wire_path, [], {n: request.headers[n] for n in signed}, None)
+    assert request.headers["Authorization"] == theirs
+
+
+def test_the_canonical_uri_of_a_double_encoded_segment_keeps_one_level_of_encoding():
+    request = _ours("DELETE", f"/v2/{PID}/backuppolicy/{POLICY}/tags/a%2541")
+    canonical = canonical_request(
+        "DELETE",
+        f"/v2/{PID}/backuppolicy/{POLICY}/tags/a%2541",
+        [],
+        request.headers,
+        ["content-type", "host", "x-project-id", "x-sdk-date"],
+        b"",
+    )
+    assert canonical.splitlines()[1] == f"/v2/{PID}/backuppolicy/{POLICY}/tags/a%2541/"
+    assert _authorization_parts(request.headers["Authorization"])["Signature"] == sign(
+        string_to_sign(canonical, "20191115T033655Z"), SK
+    )
+
+
+# Any text but `/` (a segment is one tag key or id: `/` is refused in tag keys) and the dot segments, rich
+# in text that itself looks percent-encoded (`%41`, `%2541`, a lone `%`), which is what goes wrong when a
+# signer decodes the path twice.
+encoded_segment = (
+    st.lists(
+        st.one_of(
+            st.sampled_from(["%", "%41", "%25", "%2F", "%2e", "%zz", "%C3%A9", "A", "."]),
+            st.text(
+                alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="/"),
+                min_size=1,
+                max_size=4,
+            ),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+    .map("".join)
+    .filter(lambda s: s not in (".", ".."))
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
+    segments=st.lists(encoded_segment, min_size=1, max_size=4),
+    query=st.lists(st.tuples(query_text.filter(bool), query_text), max_size=3),
+    body=st.one_of(st.none(), st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=2)),
+)
+def test_signature_matches_huaweicloudsdkcore_on_percent_encoded_paths(method, segments, query, body):
+    wire_path = f"/v2/{PID}/" + "/".join(quote(s, safe="") for s in segments)
+    request = _ours(method, wire_path, query, body)
+
+    signed = ["Content-Type", "Host", "X-Project-Id", "X-Sdk-Date"]
+    theirs = _sdk_authorization(
+        method, wire_path, query, {n: request.headers[n] for n in signed}, request.content or None
+    )
+    assert request.headers["Authorization"] == theirs

@@ -95,6 +95,7 @@ class CloudClient:
         endpoints: Endpoints | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float | httpx.Timeout = 30,
+        deadline: float | None = None,
         retry: RetryPolicy | None = None,
         max_requests_per_second: float | None = None,
     ) -> CloudClient:
@@ -103,7 +104,9 @@ class CloudClient:
         Credentials: AK/SK when `ak` and `sk` are given (they win when both sets are complete), else an
         IAM token for `username`/`password`/`domain`; anything else is a ConfigurationError naming what is
         missing. `endpoint` is one URL for every service (the emulator); `endpoints` replaces the computed
-        ones entirely. `max_requests_per_second` (None = unlimited) bounds our own request rate.
+        ones entirely. `timeout` bounds each phase of a request (connect, each read/write) and `deadline`
+        each attempt as a whole (default: twice the timeout; a server that drips its answer cannot hold
+        a call). `max_requests_per_second` (None = unlimited) bounds our own request rate.
         """
         if endpoints is None:
             endpoints = Endpoints.for_cloud(cloud, region, override=endpoint)
@@ -139,6 +142,7 @@ class CloudClient:
             auth=auth,
             retry=retry,
             timeout=timeout,
+            deadline=deadline,
             rate_limiter=limiter,
             transport=transport,
         )

@@ -18,7 +18,7 @@ import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 
@@ -60,6 +60,16 @@ def _clean_params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return cleaned or None
 
 
+def _check_path(path: str) -> None:
+    """Refuse a path that would not reach the resource it names. httpx (like any RFC 3986 normaliser)
+    removes dot segments, so `.../tags/..` would be sent as a request to the parent resource (a tag key
+    `..` deleting the whole policy), and a gateway may decode `%2E%2E` and do the same. Every call passes
+    here, so no facade can build such a path by mistake. (A `?` ends the path: what follows is a query.)"""
+    for segment in re.split(r"[?#]", path, maxsplit=1)[0].split("/"):
+        if unquote(segment) in (".", ".."):
+            raise ValueError(f"path segment {segment!r} is a dot segment, which would change the path")
+
+
 def _next_href(links: Any) -> str | None:
     if not isinstance(links, list):
         return None
@@ -75,6 +85,11 @@ def _query_value(href: str, name: str) -> str | None:
 
 
 MAX_IN_FLIGHT = 50  # concurrent HTTP requests per session (and connections in its pool)
+
+# httpx's timeouts bound each phase (connect, each write, each read), not an attempt: a server that drips
+# its answer a byte at a time holds a call for ever. An attempt as a whole gets this many times the longest
+# phase timeout by default (queueing for a slot and for the rate limiter not included).
+DEADLINE_FACTOR = 2.0
 
 # Marker paging over a collection that loses rows meanwhile (see `CloudSession.paginate`): earlier ids
 # tried before restarting from the first page, and refused markers recovered from per listing.
@@ -92,6 +107,16 @@ def _marker_vanished(error: ApiError, marker: str) -> bool:
     return "marker" in f"{error.code or ''} {error.message}".lower()
 
 
+def _default_deadline(timeout: float | httpx.Timeout) -> float | None:
+    timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+    phases = [t for t in (timeout.connect, timeout.read, timeout.write) if t is not None]
+    return DEADLINE_FACTOR * max(phases) if phases else None
+
+
+class _DeadlineExceeded(Exception):
+    """An attempt ran past the session's `deadline` (internal: becomes a `TransportError`)."""
+
+
 class CloudSession:
     """Policy (endpoints, auth, retries, timeouts, rate limit, logging) over one `httpx.AsyncClient`.
 
@@ -99,6 +124,12 @@ class CloudSession:
     ConfigurationError, not a 404 from the gateway). `transport` is the test seam (`httpx.ASGITransport(app)`
     or `httpx.MockTransport`); by default a real socket is used. The httpx client is created on first use,
     inside the running event loop, and closed by `aclose()` (or `async with`).
+
+    `timeout` bounds each phase of an attempt (httpx: connect, each write, each read); `deadline` bounds
+    an attempt as a whole, from sending to the last byte of the answer (default `DEADLINE_FACTOR` times
+    the longest phase timeout; none when every phase is unbounded). An attempt past its deadline is a
+    `TransportError` that may have reached the server (the answer was on its way), so it is retried like
+    a read timeout: idempotent calls only, and a create is adopted rather than re-sent.
     """
 
     project_id: str
@@ -113,14 +144,20 @@ class CloudSession:
         timeout: float | httpx.Timeout = 30,
         rate_limiter: RateLimiter | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        deadline: float | None = None,
     ) -> None:
         if not isinstance(project_id, str) or not _PROJECT_ID.match(project_id):
             raise ConfigurationError("project_id must be 32 hexadecimal characters (see the IAM console)")
+        if deadline is None:
+            deadline = _default_deadline(timeout)
+        elif not deadline > 0:
+            raise ConfigurationError("deadline must be a positive number of seconds")
         self.endpoints = endpoints
         self.project_id = project_id
         self.auth = auth
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
+        self.deadline: float | None = deadline
         self.rate_limiter = rate_limiter
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
@@ -174,9 +211,12 @@ class CloudSession:
         `ok`, else raises the matching `CloudError` subclass (see errors.py). `idempotent` defaults to
         True for GET/HEAD/PUT/DELETE/OPTIONS and False for POST; only idempotent calls are retried after
         a transport error or a 5xx; 429 (throttled before the operation ran) is retried for every method.
-        `operation` names the API operation for logs (e.g. "vbs.create_backup")."""
+        `operation` names the API operation for logs (e.g. "vbs.create_backup"). A path that would not
+        reach what it names (a `.`/`..` segment, encoded or not) is a ValueError, raised before anything
+        is sent (`_check_path`)."""
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/': {path!r}")
+        _check_path(path)
         method = method.upper()
         service = Service(service)
         if idempotent is None:
@@ -196,7 +236,21 @@ class CloudSession:
                         await self.rate_limiter.acquire()
                     self.stats[op] += 1
                     started = time.perf_counter()
-                    response = await client.request(method, url, params=query, json=json)
+                    response = await self._send(client, method, url, query, json)
+            except _DeadlineExceeded as exc:
+                shown = safe_url(httpx.URL(url, params=query))
+                error = TransportError(
+                    f"{op} failed: no complete answer within the {self.deadline:g}s deadline "
+                    f"{method} {shown}",
+                    may_have_reached_server=True,  # the request went out: the operation may have run
+                    method=method,
+                    url=shown,
+                    operation=op,
+                )
+                self._log(op, method, path, "DeadlineExceeded", started, None)
+                if await self._backoff(attempt, error, idempotent, op):
+                    continue
+                raise error from exc
             except httpx.TransportError as exc:
                 error = TransportError.from_httpx(
                     exc, method=method, url=httpx.URL(url, params=query), operation=op
@@ -221,6 +275,21 @@ class CloudSession:
             if await self._backoff(attempt, response, idempotent, op):
                 continue
             raise_from_response(response, operation=op)
+
+    async def _send(
+        self, client: httpx.AsyncClient, method: str, url: str, query: dict[str, Any] | None, json: Any
+    ) -> httpx.Response:
+        """One attempt, bounded by `deadline` as a whole (httpx closes the connection when cancelled)."""
+        if self.deadline is None:
+            return await client.request(method, url, params=query, json=json)
+        scope = asyncio.timeout(self.deadline)
+        try:
+            async with scope:
+                return await client.request(method, url, params=query, json=json)
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise
+            raise _DeadlineExceeded() from exc
 
     async def _backoff(self, attempt: int, outcome: Any, idempotent: bool, op: str) -> bool:
         """Wait and return True when attempt number `attempt`, which ended in `outcome`, is to be retried."""

@@ -36,9 +36,11 @@ def encode(text: str) -> str:
 
 
 def canonical_uri(path: str) -> str:
-    """The path with each segment decoded then RFC 3986-encoded, always ending in `/` (for signing only:
-    the request itself is sent without the added slash). Decoding first makes an already-encoded path
-    and its raw form sign the same, as Huawei's SDK signer does."""
+    """The path as sent on the wire (percent-encoded), each segment decoded ONCE then RFC 3986-encoded,
+    always ending in `/` (for signing only: the request itself is sent without the added slash). Decoding
+    once makes the wire form and its raw form sign the same, as Huawei's SDK signer and the gateway do;
+    a segment `%2541` (the text `%41`) signs as `%2541`. Pass `httpx.URL.raw_path`, never `URL.path`,
+    which is already decoded: decoding that again would sign `A`."""
     segments = [encode(unquote(segment)) for segment in path.split("/")]
     uri = "/".join(segments)
     return uri if uri.endswith("/") else uri + "/"
@@ -127,9 +129,9 @@ def sign_request(request: httpx.Request, ak: str, sk: str, now: datetime | None 
         request.headers["Host"] = request.url.netloc.decode("ascii")
     present = [name for name in SIGNED_IF_PRESENT if name in request.headers]
     names = signed_headers(present)
-    canonical = canonical_request(
-        request.method, request.url.path, pairs, request.headers, present, request.content
-    )
+    # The path exactly as it goes on the wire (its query is rebuilt above and signed from `pairs`).
+    wire_path = request.url.raw_path.split(b"?", 1)[0].decode("ascii")
+    canonical = canonical_request(request.method, wire_path, pairs, request.headers, present, request.content)
     signature = sign(string_to_sign(canonical, sdk_date), sk)
     request.headers["Authorization"] = authorization_header(ak, names, signature)
     return request

@@ -11,11 +11,14 @@ auth, logging and error mapping are `CloudSession`'s.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from .errors import JobFailedError, JobTimeoutError
+from pydantic import ValidationError
+
+from .errors import InvalidResponseError, JobFailedError, JobTimeoutError
 from .models import (
     Backup,
     BackupList,
@@ -31,10 +34,55 @@ from .models import (
     RestoreRequest,
     Tag,
 )
-from .models.common import decode, query_params, require_opaque_id, require_uuid
+from .models.backups import UNREADABLE_STATUS, read_listed_backup
+from .models.common import decode, invalid_fields, query_params, require_opaque_id, require_uuid
 from .session import CloudSession, Service
 
 __all__ = ["VbsBackupsApi", "VbsBase"]
+
+log = logging.getLogger("vbs_backup.cloud")
+
+# Job fields that only inform (when it ran, its sub-jobs): when they cannot be read, the job is read
+# without them, so that a FAIL still reports its error code instead of an unreadable answer.
+_JOB_INFORMATIVE_FIELDS = frozenset({"begin_time", "end_time", "sub_jobs"})
+
+
+def _listed_backup(item: Any, *, volume_id: str | None, operation: str) -> Backup | None:
+    """`read_listed_backup`, with a WARNING for an item that could not be read in full (its id and the
+    names of the bad fields; never their values)."""
+    backup = read_listed_backup(item, volume_id=volume_id)
+    if backup is None:
+        log.warning("%s: skipped a listed backup without a readable id", operation)
+    elif backup.unreadable:
+        log.warning(
+            "%s: backup %s has unreadable fields (%s); %s",
+            operation,
+            backup.id,
+            ", ".join(backup.unreadable),
+            f"treated as status {UNREADABLE_STATUS!r} (kept, never counted as done)"
+            if backup.status == UNREADABLE_STATUS
+            else "read without them",
+            extra={"operation": operation, "backup_id": backup.id, "fields": list(backup.unreadable)},
+        )
+    return backup
+
+
+def _job(body: Any, job_id: str) -> Job:
+    """A job answer; times and sub-jobs that cannot be read are left out (with a WARNING) rather than
+    hiding the job's status, error code and reason behind an `InvalidResponseError`."""
+    try:
+        return Job.model_validate(body)
+    except ValidationError as exc:
+        bad = set(invalid_fields(exc))
+    if not isinstance(body, dict) or not bad <= _JOB_INFORMATIVE_FIELDS:
+        return decode(Job, body, operation="vbs.get_job")  # raises InvalidResponseError naming the fields
+    log.warning(
+        "vbs.get_job: job %s has unreadable fields (%s); read without them",
+        job_id,
+        ", ".join(sorted(bad)),
+        extra={"operation": "vbs.get_job", "job_id": job_id, "fields": sorted(bad)},
+    )
+    return decode(Job, {**body, **dict.fromkeys(bad)}, operation="vbs.get_job")
 
 
 class VbsBase:
@@ -165,7 +213,14 @@ class VbsBackupsApi(VbsBase):
             sort_dir=sort_dir,
         )
         body = await self._call("GET", self._v2("/backups/detail"), "list_backup_details", params=params)
-        return decode(BackupList, body, operation="vbs.list_backup_details")
+        page = dict(body) if isinstance(body, dict) else body
+        items = (page.pop("backups", None) if isinstance(page, dict) else None) or []
+        if not isinstance(items, list):
+            raise InvalidResponseError("vbs.list_backup_details: 'backups' is not a list")
+        result = decode(BackupList, page, operation="vbs.list_backup_details")
+        listed = (_listed_backup(i, volume_id=volume_id, operation="vbs.list_backup_details") for i in items)
+        result.backups = [b for b in listed if b is not None]
+        return result
 
     async def get_backup(self, backup_id: str) -> Backup:
         """One backup; a missing one raises `NotFoundError` (404 itemNotFound)."""
@@ -191,7 +246,7 @@ class VbsBackupsApi(VbsBase):
         """One job (note the `/v1` path); an unknown id raises `NotFoundError` (common.0011)."""
         path = self._v1(f"/jobs/{require_opaque_id('job_id', job_id)}")
         body = await self._call("GET", path, "get_job")
-        return decode(Job, body, operation="vbs.get_job")
+        return _job(body, job_id)
 
     async def get_quotas(self) -> Quotas:
         body = await self._call("GET", self._v2("/cloudbackups/quota"), "get_quotas")
@@ -207,7 +262,12 @@ class VbsBackupsApi(VbsBase):
         status: str | None = None,
         page_size: int = 100,
     ) -> AsyncIterator[Backup]:
-        """Every backup matching the filters, across pages (marker paging over `backups_links`)."""
+        """Every backup matching the filters, across pages (marker paging over `backups_links`).
+
+        Items are read tolerantly (`read_listed_backup`): one that cannot be read in full is logged and
+        yielded as what could be read, a placeholder with status `UNREADABLE_STATUS` when a field that
+        decides anything is bad, so that retention still sees (and keeps) it and the rest of the page is
+        used; only an item without a readable id is left out."""
         items = self.session.paginate(
             Service.VBS,
             self._v2("/backups/detail"),
@@ -219,7 +279,9 @@ class VbsBackupsApi(VbsBase):
             operation="vbs.list_backup_details",
         )
         async for item in items:
-            yield decode(Backup, item, operation="vbs.list_backup_details")
+            backup = _listed_backup(item, volume_id=volume_id, operation="vbs.list_backup_details")
+            if backup is not None:
+                yield backup
 
     async def find_backups_by_name(self, name: str, volume_id: str | None = None) -> list[Backup]:
         """Backups with exactly this name (the server filter is an exact match, §2.5; checked again here

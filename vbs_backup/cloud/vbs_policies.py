@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import TypeAdapter
 
@@ -37,7 +36,7 @@ from .models import (
     TagValues,
     UpdatePolicyRequest,
 )
-from .models.common import decode, query_params, require_uuid
+from .models.common import decode, path_segment, query_params, require_tag_key, require_uuid
 from .session import Service
 from .vbs_backups import VbsBase
 
@@ -49,10 +48,9 @@ _TAG_VALUES = TypeAdapter(list[TagValues])
 
 
 def tag_key_segment(key: str) -> str:
-    """A tag key as one path segment: percent-encoded, `/` included (`#` -> `%23`, §3.11)."""
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"key must be a non-empty tag key, got {key!r}")
-    return quote(key, safe="")
+    """A tag key as one path segment: percent-encoded, `/` included (`#` -> `%23`, §3.11); `.` and `..`
+    are refused (ValueError), as no encoding keeps them from changing the path."""
+    return path_segment("key", key)
 
 
 class VbsPoliciesApi(VbsBase):
@@ -188,12 +186,14 @@ class VbsPoliciesApi(VbsBase):
 
     async def add_policy_tag(self, policy_id: str, key: str, value: str = "") -> None:
         """Add a tag (an existing key is overwritten, upsert unconfirmed)."""
-        json = {"tag": Tag(key=key, value=value).model_dump(mode="json")}
+        json = {"tag": Tag(key=require_tag_key(key), value=value).model_dump(mode="json")}
         await self._call("POST", self._policy(policy_id, "/tags"), "add_policy_tag", ok=(204,), json=json)
 
     async def delete_policy_tag(self, policy_id: str, key: str) -> None:
-        """Remove a tag by key; the key is percent-encoded into the path (§3.11)."""
-        path = self._policy(policy_id, f"/tags/{tag_key_segment(key)}")
+        """Remove a tag by key; the key is percent-encoded into the path (§3.11). A key outside the
+        documented rule (§2.1/§3.14), or `.`/`..`, is a ValueError before anything is sent: no such tag
+        can exist, and a dot segment would turn this into a request on the policy itself."""
+        path = self._policy(policy_id, f"/tags/{tag_key_segment(require_tag_key(key))}")
         await self._call("DELETE", path, "delete_policy_tag", ok=(204,))
 
     async def list_project_policy_tags(self) -> list[TagValues]:

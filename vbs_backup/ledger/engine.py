@@ -78,13 +78,15 @@ def _is_sqlite_memory(url: URL) -> bool:
     return db in ("", ":memory:") or (db.startswith("file:") and "mode=memory" in db)
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def make_engine(url: str, *, echo: bool = False, connect_timeout: int = 10) -> Engine:
     """An engine for the ledger at ``url``.
 
     SQLite: the file's parent directory is created; connections may cross threads, use WAL (readers do
     not block the writer) and wait for locks instead of failing at once. An in-memory database is shared
-    by every session of the engine. PostgreSQL: ``postgresql://`` is mapped to the psycopg 3 driver, and
-    connections are checked before use, so a restarted server does not fail the next run.
+    by every session of the engine. PostgreSQL: ``postgresql://`` is mapped to the psycopg 3 driver,
+    connections are checked before use, so a restarted server does not fail the next run, and opening one
+    gives up after ``connect_timeout`` seconds (libpq waits for ever by default: an unreachable or silent
+    database host would hang the run); a ``connect_timeout`` in the URL's query wins.
     """
     parsed = normalize_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
@@ -100,6 +102,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql":
         kwargs["pool_pre_ping"] = True
+        if "connect_timeout" not in parsed.query:
+            kwargs["connect_args"] = {"connect_timeout": connect_timeout}
     return create_engine(parsed, **kwargs)
 
 

@@ -2,17 +2,18 @@
 
 Owned here: the backup object (`Backup`, full detail; `BackupSummary`, the brief list form), its two
 JSON-in-a-string fields decoded (`description` -> text + `incremental_requested`; `service_metadata` ->
-`ServiceMetadata`), the list pages, the create/restore request bodies, the job reference every asynchronous
-call answers with, and the quotas.
+`ServiceMetadata`), the tolerant reading of one listed backup (`read_listed_backup`), the list pages, the
+create/restore request bodies, the job reference every asynchronous call answers with, and the quotas.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, field_validator, model_validator
+from pydantic import BeforeValidator, ValidationError, field_validator, model_validator
 
 from .common import (
     LenientInt,
@@ -22,6 +23,7 @@ from .common import (
     UtcDateTime,
     WireModel,
     WireRequest,
+    invalid_fields,
     known_or_raw,
     next_marker,
     wire_name,
@@ -29,6 +31,8 @@ from .common import (
 
 __all__ = [
     "AUTO_BACKUP_PREFIX",
+    "UNKNOWN_CREATED_AT",
+    "UNREADABLE_STATUS",
     "Backup",
     "BackupList",
     "BackupStatus",
@@ -42,10 +46,20 @@ __all__ = [
     "Quotas",
     "RestoreRequest",
     "ServiceMetadata",
+    "read_listed_backup",
 ]
 
 # Policy backups are named `autobk_...`; manual names must not start with `auto` (§2.1, §4.4).
 AUTO_BACKUP_PREFIX = "autobk_"
+
+# A listed backup that cannot be read in full (see `read_listed_backup`) gets this status, which is no
+# documented status: nothing treats it as finished, successful or deletable (retention keeps any status but
+# available/error, waiters poll on). Its `created_at`, when that is what could not be read, is this instant.
+UNREADABLE_STATUS = "unknown"
+UNKNOWN_CREATED_AT = datetime(1970, 1, 1, tzinfo=UTC)
+# Fields that decide what happens to a backup (who owns it, whether it is done, how old it is): when one of
+# them cannot be read, the backup is unreadable as a whole. Any other bad field is only dropped.
+_DECISIVE_FIELDS = frozenset({"id", "name", "status", "volume_id", "created_at", "description"})
 
 
 class BackupStatus(StrEnum):
@@ -120,6 +134,8 @@ class Backup(WireModel):
     has_dependent_backups: bool | None = None
     # Documented as "ignored"; `is_incremental` (the property) prefers service_metadata.Type.
     wire_is_incremental: Annotated[bool | None, wire_name("is_incremental")] = None
+    # Not on the wire: the fields of a listed backup that could not be read (`read_listed_backup`).
+    unreadable: list[str] = []
 
     @model_validator(mode="before")
     @classmethod
@@ -149,6 +165,45 @@ class Backup(WireModel):
     def is_policy_backup(self) -> bool:
         """Made by a backup policy (`autobk_...`): this product never deletes those."""
         return (self.name or "").startswith(AUTO_BACKUP_PREFIX)
+
+
+def read_listed_backup(item: Any, *, volume_id: str | None = None) -> Backup | None:
+    """One item of a backups listing, read tolerantly: one odd item must not make a whole page (and so
+    the waiter, adoption and retention of a project) unreadable.
+
+    A readable item is returned as it is. An item whose bad fields decide nothing (`size`, `links`,
+    `service_metadata`, ...) is returned without them, status kept. An item with a bad decisive field
+    (`_DECISIVE_FIELDS`, e.g. no `created_at`) comes back as a placeholder with status `UNREADABLE_STATUS`,
+    its readable fields kept, `created_at` `UNKNOWN_CREATED_AT` when unreadable and `volume_id` the
+    listing's filter when unreadable: fail closed, it is kept by retention and never counts as done. In
+    both cases `unreadable` names the fields. None: not even an id to name it by (nothing can act on it).
+    """
+    try:
+        return Backup.model_validate(item)
+    except ValidationError as exc:
+        bad = invalid_fields(exc)
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"] or "id" in bad:
+        return None
+    data = {key: value for key, value in item.items() if key not in bad}
+    data["unreadable"] = bad
+    if _DECISIVE_FIELDS.isdisjoint(bad):
+        try:
+            return Backup.model_validate(data)
+        except ValidationError:
+            pass  # a validator across fields still fails: read it as a placeholder below
+    data["status"] = UNREADABLE_STATUS
+    data.setdefault("created_at", UNKNOWN_CREATED_AT)
+    data.setdefault("volume_id", volume_id or "")
+    try:
+        return Backup.model_validate(data)
+    except ValidationError:
+        return Backup(
+            id=item["id"],
+            status=UNREADABLE_STATUS,
+            volume_id=volume_id or "",
+            created_at=UNKNOWN_CREATED_AT,
+            unreadable=bad,
+        )
 
 
 class BackupSummary(WireModel):

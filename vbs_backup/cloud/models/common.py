@@ -5,7 +5,8 @@ Owned here:
   `WireRequest` (requests: `to_body()` dumps by alias without `None`s, inside the documented wrapper key);
 * the wire quirks as annotated types: zone-less UTC timestamps (`UtcDateTime`), `"Y"/"N"` flags (`YesNo`),
   integers that travel as JSON strings (`StrInt`), integers that sometimes arrive as strings (`LenientInt`);
-* the path-id checks (`require_uuid`, `require_opaque_id`) the facades run before any request is sent;
+* the path-id checks (`require_uuid`, `require_opaque_id`, `require_tag_key`) the facades run before any
+  request is sent, and `path_segment`, which turns a free-text value into exactly one path segment;
 * `decode`, the one place a response body becomes a model (a wrong shape is an `InvalidResponseError`).
 """
 
@@ -16,7 +17,7 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
 from typing import Annotated, Any, ClassVar, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -42,11 +43,14 @@ __all__ = [
     "WireRequest",
     "YesNo",
     "decode",
+    "invalid_fields",
     "known_or_raw",
     "next_marker",
     "parse_utc",
+    "path_segment",
     "query_params",
     "require_opaque_id",
+    "require_tag_key",
     "require_uuid",
     "wire_name",
 ]
@@ -219,6 +223,33 @@ def require_opaque_id(name: str, value: Any) -> str:
     return value
 
 
+# Tag keys (§2.1, §3.14): 1-36 characters, none of ASCII 0-31 nor `= * < > \ , | /`.
+TAG_KEY_MAX = 36
+_TAG_KEY_FORBIDDEN = re.compile(r"[\x00-\x1f=*<>\\,|/]")
+
+
+def require_tag_key(value: Any, name: str = "key") -> str:
+    """`value` when it is a tag key as documented (1-36 characters, no control character and none of
+    `= * < > \\ , | /`), else a ValueError naming the argument (the value is not echoed: it may be long)."""
+    if not isinstance(value, str) or not 1 <= len(value) <= TAG_KEY_MAX:
+        raise ValueError(f"{name} must be a tag key of 1 to {TAG_KEY_MAX} characters")
+    if _TAG_KEY_FORBIDDEN.search(value):
+        raise ValueError(f"{name} must not contain control characters nor any of = * < > \\ , | /")
+    return value
+
+
+def path_segment(name: str, value: str) -> str:
+    """`value` as exactly one path segment: percent-encoded, `/` included (`#` -> `%23`, §3.11). A value
+    that no encoding keeps in place is refused with a ValueError: `.` and `..` are dot segments, which
+    httpx (and any RFC 3986 normaliser) removes, so `DELETE .../tags/..` would become a DELETE of the
+    parent resource. `CloudSession.request` refuses such paths too, for every segment of every call."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    if value in (".", ".."):
+        raise ValueError(f"{name} {value!r} cannot be sent as a path segment (it is a dot segment)")
+    return quote(value, safe="")
+
+
 def query_params(**params: Any) -> dict[str, Any]:
     """Query parameters without the unset ones; booleans spelled `true`/`false` as the API documents."""
     return {
@@ -235,6 +266,12 @@ M = TypeVar("M")
 def _adapter(tp: Any) -> TypeAdapter[Any]:
     # Building a TypeAdapter compiles a validator; list[Share] and friends are reused on every call.
     return TypeAdapter(tp)
+
+
+def invalid_fields(exc: ValidationError) -> list[str]:
+    """The top-level fields (wire names) that a validation error is about, sorted; `<body>` for an input
+    that is not an object at all. Names only, never values: they go into log lines."""
+    return sorted({str(err["loc"][0]) if err["loc"] else "<body>" for err in exc.errors(include_input=False)})
 
 
 def decode(model: type[M] | TypeAdapter[M], data: Any, *, operation: str) -> M:
