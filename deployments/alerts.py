@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import smtplib
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -42,10 +43,12 @@ __all__ = [
     "FAILURE_EVENTS",
     "Notifier",
     "SmtpConfig",
+    "SmtpSecurityError",
     "alert_automation",
     "email_on_failure",
     "failure_trigger",
     "notification_block",
+    "send_email",
     "setup_alerts",
 ]
 
@@ -158,10 +161,22 @@ async def setup_alerts(
 # ------------------------------------------------------------------------------------------ e-mail hook
 
 
+_TRUE = ("1", "true", "yes")
+_FALSE = ("0", "false", "no")
+SMTPS_PORT = 465  # implicit TLS (RFC 8314)
+
+
+class SmtpSecurityError(ValueError):
+    """The SMTP settings would expose the mail password or the mail; the message names the settings."""
+
+
 @dataclass(frozen=True)
 class SmtpConfig:
-    """SMTP settings from the environment (VBS_BACKUP_SMTP_HOST, _PORT, _FROM, _TO (comma-separated),
-    _USERNAME, _PASSWORD, _STARTTLS=true)."""
+    """SMTP settings from the environment: VBS_BACKUP_SMTP_HOST, _PORT, _FROM, _TO (comma-separated),
+    _USERNAME, _PASSWORD, and the transport security: _SSL=true (implicit TLS, the default on port 465),
+    _STARTTLS=true (upgrade a plain connection), _CA_FILE (PEM certificates to trust instead of the
+    system's, for a private relay). Certificates and host names are always verified; a password is only
+    ever sent over TLS."""
 
     host: str
     port: int
@@ -170,9 +185,15 @@ class SmtpConfig:
     username: str | None = None
     password: str | None = None
     starttls: bool = False
+    implicit_tls: bool = False
+    ca_file: str | None = None
 
     def __repr__(self) -> str:  # never show the password
         return f"SmtpConfig(host={self.host!r}, port={self.port}, recipients={self.recipients!r})"
+
+    @property
+    def tls(self) -> bool:
+        return self.implicit_tls or self.starttls
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> SmtpConfig | None:
@@ -182,15 +203,62 @@ class SmtpConfig:
         recipients = tuple(r.strip() for r in env.get("VBS_BACKUP_SMTP_TO", "").split(",") if r.strip())
         if not recipients:
             raise ValueError("VBS_BACKUP_SMTP_HOST is set but VBS_BACKUP_SMTP_TO names no recipient")
-        return cls(
+        port = int(env.get("VBS_BACKUP_SMTP_PORT", "25"))
+        implicit = _flag(env, "VBS_BACKUP_SMTP_SSL", default=port == SMTPS_PORT)
+        starttls = _flag(env, "VBS_BACKUP_SMTP_STARTTLS", default=False)
+        if implicit and starttls:
+            raise SmtpSecurityError("set VBS_BACKUP_SMTP_SSL or VBS_BACKUP_SMTP_STARTTLS, not both")
+        config = cls(
             host=host,
-            port=int(env.get("VBS_BACKUP_SMTP_PORT", "25")),
+            port=port,
             sender=env.get("VBS_BACKUP_SMTP_FROM", "vbs-backup@localhost"),
             recipients=recipients,
             username=env.get("VBS_BACKUP_SMTP_USERNAME") or None,
             password=env.get("VBS_BACKUP_SMTP_PASSWORD") or None,
-            starttls=env.get("VBS_BACKUP_SMTP_STARTTLS", "").lower() in ("1", "true", "yes"),
+            starttls=starttls,
+            implicit_tls=implicit,
+            ca_file=env.get("VBS_BACKUP_SMTP_CA_FILE", "").strip() or None,
         )
+        if (config.username or config.password) and not config.tls:
+            raise SmtpSecurityError(
+                "VBS_BACKUP_SMTP_USERNAME/_PASSWORD are set but the connection is not encrypted: set "
+                "VBS_BACKUP_SMTP_STARTTLS=true or VBS_BACKUP_SMTP_SSL=true (port 465); the password is "
+                "never sent in clear"
+            )
+        return config
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Certificate and host name checked, against the system's CAs or only those of `ca_file`."""
+        return ssl.create_default_context(cafile=self.ca_file)
+
+
+def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SmtpSecurityError(f"{name} must be true or false")
+
+
+def send_email(config: SmtpConfig, email: EmailMessage, *, timeout: float = 15) -> None:
+    """Send `email` through the relay of `config`: TLS verified before any login, login only over TLS."""
+    if (config.username or config.password) and not config.tls:  # from_env refuses it; so do we
+        raise SmtpSecurityError("refusing to send the SMTP password over an unencrypted connection")
+    smtp: smtplib.SMTP
+    if config.implicit_tls:
+        smtp = smtplib.SMTP_SSL(config.host, config.port, timeout=timeout, context=config.tls_context())
+    else:
+        smtp = smtplib.SMTP(config.host, config.port, timeout=timeout)
+    with smtp:
+        if config.starttls:
+            # Raises SMTPNotSupportedError when the relay does not offer it: never fall back to clear.
+            smtp.starttls(context=config.tls_context())
+        if config.username and config.password:
+            smtp.login(config.username, config.password)
+        smtp.send_message(email)
 
 
 def failure_email(
@@ -225,14 +293,18 @@ def email_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
             message=state.message or "",
             link=_run_link(flow_run.id),
         )
-        with smtplib.SMTP(config.host, config.port, timeout=15) as smtp:
-            if config.starttls:
-                smtp.starttls()
-            if config.username and config.password:
-                smtp.login(config.username, config.password)
-            smtp.send_message(email)
+        send_email(config, email)
     except Exception as exc:  # a hook must not fail the run; say why without echoing credentials
-        log.error("failure e-mail not sent: %s", type(exc).__name__)
+        log.error("failure e-mail not sent: %s", _safe_reason(exc))
+
+
+def _safe_reason(exc: Exception) -> str:
+    """The exception's type and message, the SMTP password blanked out should a relay echo it."""
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    password = os.environ.get("VBS_BACKUP_SMTP_PASSWORD")
+    if password:
+        reason = reason.replace(password, "***")
+    return reason[:500]
 
 
 def _run_link(flow_run_id: Any) -> str | None:

@@ -3,9 +3,11 @@ Prefect server with its secrets encrypted, and `settings_from_block(name)`, whic
 the product's `Settings`.
 
 A deployment names a block through its `credentials` parameter; without one, a run reads the worker's
-`VBS_BACKUP_` environment. Only the connection comes from the block: the ledger URL, timeouts and the rate
-limit stay the worker's own (`VBS_BACKUP_DATABASE_URL`, ...), because they describe the machine that runs
-the flow, not the cloud account.
+`VBS_BACKUP_` environment. The connection (cloud, region, project, credentials, every endpoint) comes from
+the block alone: a field the block leaves empty takes its default, never the worker's environment or a
+`.env` file, so the block's secrets go only where the block says. The ledger URL, timeouts, the rate limit
+and whether plain http:// may leave the machine stay the worker's own (`VBS_BACKUP_DATABASE_URL`, ...),
+because they describe the machine that runs the flow, not the cloud account.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from vbs_backup.config import CloudName, ConfigError, Settings
+from vbs_backup.config import CloudName, ConfigError, Settings, check_endpoint
 
 __all__ = ["SERVICE_ENDPOINT_FIELDS", "VbsCredentials", "block_from_settings", "settings_from_block"]
 
@@ -32,6 +34,9 @@ class VbsCredentials(Block):
     Either AK/SK, or an IAM user (user name, password, domain). `endpoint` sends every service to one URL
     (e.g. the emulator); a per-service endpoint wins over it.
     """
+
+    # A rejected value may be a URL with a password in it: never echo it in a validation error.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     _block_type_name = "VBS Credentials"
     _block_type_slug = "vbs-credentials"
@@ -57,17 +62,25 @@ class VbsCredentials(Block):
     evs_endpoint: str | None = Field(default=None, title="EVS endpoint", description="Overrides the above.")
     vbs_endpoint: str | None = Field(default=None, title="VBS endpoint", description="Overrides the above.")
 
+    @field_validator("endpoint", *SERVICE_ENDPOINT_FIELDS)
+    @classmethod
+    def _no_user_info(cls, value: str | None) -> str | None:
+        # Endpoints are plain fields, saved unmasked: a password in one must never get that far. Plain
+        # http:// is judged later, by `settings()`, with the worker's VBS_BACKUP_ALLOW_INSECURE_ENDPOINTS.
+        if value is None or not value.strip():
+            return None
+        check_endpoint(value.strip(), allow_insecure=True)
+        return value.strip()
+
     def settings(self) -> Settings:
-        """The product's settings: this block's connection, the environment's ledger and limits."""
+        """The product's settings: this block's connection and nothing else's (not the environment's, not
+        a `.env` file's), the environment's ledger and limits."""
         values: dict[str, Any] = {name: getattr(self, name) for name in _PLAIN_FIELDS}
+        values.update({name: getattr(self, name) for name in SERVICE_ENDPOINT_FIELDS})
         for name in _SECRET_FIELDS:
             secret = getattr(self, name)
             values[name] = secret.get_secret_value() if secret is not None else None
-        overrides = {name: getattr(self, name) for name in SERVICE_ENDPOINT_FIELDS if getattr(self, name)}
-        values.update(overrides)
-        # Explicit values win over the environment; None means "not in the block", so the environment's
-        # value (if any) must not leak in for the credential fields: pass them all, None included.
-        return Settings(**values)
+        return Settings.for_connection(values)
 
 
 def settings_from_block(name: str) -> Settings:
@@ -76,6 +89,14 @@ def settings_from_block(name: str) -> Settings:
         block = VbsCredentials.load(name, _sync=True)
     except ValueError as exc:
         raise ConfigError(f"no VBS credentials block named {name!r} on the Prefect server") from exc
+    except RuntimeError as exc:
+        if not isinstance(exc.__cause__, ValidationError):
+            raise
+        # Saved before a check that it now fails; say so without Prefect's chained error and its values.
+        raise ConfigError(
+            f"VBS credentials block {name!r} is not valid any more (e.g. user info in an endpoint): "
+            "register it again with `vbs-backup blocks register`"
+        ) from None
     return block.settings()
 
 

@@ -10,6 +10,8 @@ imported inside each command, so `vbs-backup --help` stays fast.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -205,32 +207,149 @@ def alerts_setup(
     )
 
 
-@alerts_app.command("listen")
-def alerts_listen(
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 9000,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-) -> None:
-    """Print every alert POSTed to this address: a local webhook to try `alerts setup --webhook` with."""
+# `alerts listen` is a local tool, but anyone who can reach its port can POST to it: what it prints must
+# not drive the terminal, and a client must not hold it or its memory.
+LISTEN_MAX_BODY = 64 * 1024
+LISTEN_TIMEOUT = 10.0  # seconds for a whole request, however slowly it trickles in
+_KEEP = ("\n", "\t")
+
+
+def printable(text: str) -> str:
+    """`text` safe for a terminal: control and format characters (ESC, CR, BEL, C1 controls such as
+    CSI, bidirectional overrides, ...) shown as escapes like `\\x1b`; newlines and tabs kept."""
+    import unicodedata
+
+    out = []
+    for char in text:
+        if char in _KEEP or unicodedata.category(char) not in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(
+                f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+            )
+    return "".join(out)
+
+
+def alert_text(raw: bytes) -> str:
+    """What to print for one POSTed alert: subject and body of the product's JSON, else the raw text."""
     import json
+
+    try:
+        body = json.loads(raw)
+        text = f"{body['subject']}\n{body['body']}"
+    except (ValueError, KeyError, TypeError):
+        text = raw.decode(errors="replace")
+    return printable(text)
+
+
+def alert_server(
+    host: str,
+    port: int,
+    echo: Callable[[str], object],
+    *,
+    max_body: int = LISTEN_MAX_BODY,
+    timeout: float = LISTEN_TIMEOUT,
+):
+    """An HTTP server (not started) that passes the text of every alert POSTed to it to `echo`: bodies
+    over `max_body` bytes get 413 unread; a request not complete within `timeout` seconds gets 408 (or
+    the connection closed), however slowly its bytes trickle in."""
+    import socket
+    import threading
     from datetime import datetime
-    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from http import HTTPStatus
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        def setup(self) -> None:
+            self.timeout = timeout  # each read, and below the whole request
+            super().setup()
+            self.expired = threading.Event()
+            self.unread = False
+            self.deadline = threading.Timer(timeout, self._expire)
+            self.deadline.daemon = True
+            self.deadline.start()
+
+        def _expire(self) -> None:
+            # Ends any read at once (end of file); the answer can still be written.
+            self.expired.set()
+            with contextlib.suppress(OSError):
+                self.request.shutdown(socket.SHUT_RD)
+
+        def finish(self) -> None:
             try:
-                body = json.loads(raw)
-                text = f"{body['subject']}\n{body['body']}"
-            except (ValueError, KeyError, TypeError):
-                text = raw.decode(errors="replace")
-            typer.echo(f"--- alert received {datetime.now():%H:%M:%S}\n{text}")
-            self.send_response(200)
+                super().finish()  # the answer is out
+                if self.unread:
+                    # Closing on unread bytes sends a reset, which can destroy the answer before the
+                    # client reads it: say we are done, then discard what comes until the deadline.
+                    self.request.shutdown(socket.SHUT_WR)
+                    while self.request.recv(65536):
+                        pass
+            except OSError:
+                pass
+            finally:
+                self.deadline.cancel()
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            self.unread = True  # every refusal leaves (or may leave) part of the request unread
+            super().send_error(code, message, explain)
+
+        def do_POST(self) -> None:
+            self.close_connection = True  # one alert per connection: no idle keep-alive either
+            if self.expired.is_set():  # the headers came too slowly, perhaps only half of them
+                self.send_error(HTTPStatus.REQUEST_TIMEOUT, "request too slow")
+                return
+            if self.headers.get("transfer-encoding"):
+                self.send_error(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length")
+                return
+            try:
+                length = int(self.headers.get("content-length") or 0)
+                if length < 0:
+                    raise ValueError
+            except ValueError:
+                self.send_error(HTTPStatus.BAD_REQUEST, "bad Content-Length")
+                return
+            if length > max_body:
+                self.send_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"at most {max_body} bytes")
+                return
+            try:
+                raw = self.rfile.read(length)
+            except TimeoutError:
+                raw = b""
+            if len(raw) < length or self.expired.is_set():
+                self.send_error(HTTPStatus.REQUEST_TIMEOUT, "request too slow")
+                return
+            echo(f"--- alert received {datetime.now():%H:%M:%S}\n{alert_text(raw)}")
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Length", "0")
             self.end_headers()
 
         def log_message(self, *args: object) -> None:  # one line per alert is enough
             pass
 
-    server = HTTPServer((host, port), Handler)
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            import sys
+
+            if not isinstance(sys.exc_info()[1], OSError):  # a client that went away: no traceback
+                super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+    return Server((host, port), Handler)
+
+
+@alerts_app.command("listen")
+def alerts_listen(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 9000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    timeout: Annotated[
+        float, typer.Option(min=0.01, help="Seconds a client has to send one whole request.")
+    ] = LISTEN_TIMEOUT,
+) -> None:
+    """Print every alert POSTed to this address: a local webhook to try `alerts setup --webhook` with.
+    Control characters are shown escaped; bodies over 64 KiB are refused (413), slow requests cut (408)."""
+    server = alert_server(host, port, typer.echo, timeout=timeout)
     typer.echo(f"listening for alerts on http://{host}:{port}/ (Ctrl-C to stop)")
     try:
         server.serve_forever()

@@ -5,6 +5,10 @@ Two kinds of input live here:
 * :class:`Settings` says *where* and *as whom*: cloud, region, credentials, endpoint override, ledger URL.
   It comes from ``VBS_BACKUP_*`` environment variables or a ``.env`` file and holds the secrets, which never
   appear in its ``repr``/``str`` (``SecretStr``, and the ledger URL is shown with its password hidden).
+  ``Settings()`` reads ``./.env`` (for commands typed at a terminal and scripts); a flow run uses
+  :meth:`Settings.from_environment` (the process environment only) or :meth:`Settings.for_connection` (a
+  credentials block: its connection alone, nothing from the environment). Endpoints carry no user info, and
+  plain ``http://`` is only accepted to this machine unless ``VBS_BACKUP_ALLOW_INSECURE_ENDPOINTS=true``.
 * :class:`BackupPlan` says *what*: which servers, which disks, retention, deadlines. It is a pydantic model
   with a title and a description on every field, because Prefect renders it as the run form in its UI.
   :func:`load_plan` reads one from YAML and turns every problem into one :class:`PlanError` that lists each
@@ -16,6 +20,7 @@ This module is Prefect-free and touches neither the network nor the disk at impo
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import re
 import uuid
 from collections.abc import Mapping
@@ -23,6 +28,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
@@ -36,6 +42,7 @@ from pydantic import (
     SecretStr,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -46,12 +53,14 @@ from vbs_backup.retention import RetentionRules
 
 __all__ = [
     "BACKUP_NAME_MAX_LENGTH",
+    "CONNECTION_FIELDS",
     "BackupPlan",
     "CloudName",
     "ConfigError",
     "PlanError",
     "ServerSelection",
     "Settings",
+    "check_endpoint",
     "default_database_url",
     "load_plan",
     "redact_url",
@@ -137,10 +146,59 @@ _HTTP_URL = TypeAdapter(HttpUrl)
 
 
 _ENDPOINT_FIELDS = ("endpoint", "iam_endpoint", "ecs_endpoint", "evs_endpoint", "vbs_endpoint")
+# What a credentials block governs: where and as whom. The other settings (ledger, timeout, rate limit,
+# insecure endpoints allowed or not) belong to the machine that runs the flow.
+CONNECTION_FIELDS = (
+    "cloud",
+    "region",
+    "project_id",
+    "ak",
+    "sk",
+    "username",
+    "password",
+    "domain",
+    *_ENDPOINT_FIELDS,
+)
+ALLOW_INSECURE_VARIABLE = f"{ENV_PREFIX}ALLOW_INSECURE_ENDPOINTS"
+_LOOPBACK_NAMES = ("localhost",)
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.rstrip(".").lower()
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback  # 127.0.0.0/8 and ::1
+    except ValueError:
+        return False
+
+
+def check_endpoint(url: str, *, allow_insecure: bool = False) -> str:
+    """``url`` without its trailing slashes, if it can be a cloud endpoint; else ``ValueError``.
+
+    Refused: anything but an http(s) URL; user info (``user:password@``), which would be saved in clear
+    where endpoints are saved; and plain ``http://`` beyond this machine (127.0.0.0/8, ::1, localhost),
+    over which signatures, tokens and the IAM password would travel in clear, unless ``allow_insecure``.
+    The message never repeats the URL: it may hold a password.
+    """
+    try:
+        _HTTP_URL.validate_python(url)
+    except ValidationError:
+        raise ValueError("must be an http:// or https:// URL") from None
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ValueError("must not contain user info (user:password@); credentials have their own settings")
+    if parts.scheme.lower() == "http" and not allow_insecure and not _is_loopback(parts.hostname or ""):
+        raise ValueError(
+            "plain http:// is only allowed to this machine (127.0.0.0/8, ::1, localhost): use https://, "
+            f"or set {ALLOW_INSECURE_VARIABLE}=true where the flows run"
+        )
+    return url.rstrip("/")
 
 
 class Settings(BaseSettings):
-    """Where to connect and as whom. Read from ``VBS_BACKUP_*`` environment variables and ``.env``.
+    """Where to connect and as whom. Read from ``VBS_BACKUP_*`` environment variables and ``./.env``
+    (``Settings()``), the environment alone (:meth:`from_environment`), or a block (:meth:`for_connection`).
 
     Credentials are either AK/SK (``VBS_BACKUP_AK`` + ``VBS_BACKUP_SK``) or an IAM user
     (``VBS_BACKUP_USERNAME`` + ``VBS_BACKUP_PASSWORD`` + ``VBS_BACKUP_DOMAIN``); see :meth:`credentials_mode`.
@@ -173,6 +231,13 @@ class Settings(BaseSettings):
     username: str | None = Field(default=None, title="IAM user name", description="For token auth.")
     password: SecretStr | None = Field(default=None, title="IAM password", description="For token auth.")
     domain: str | None = Field(default=None, title="IAM domain (account) name", description="For token auth.")
+    # Declared before the endpoints: their validator reads it.
+    allow_insecure_endpoints: bool = Field(
+        default=False,
+        title="Allow plain http:// endpoints beyond this machine",
+        description="Off by default: signatures, tokens and the IAM password would cross the network in "
+        "clear. http:// to 127.0.0.0/8, ::1 or localhost (the emulator) is always allowed.",
+    )
     endpoint: str | None = Field(
         default=None,
         title="Endpoint override",
@@ -230,14 +295,10 @@ class Settings(BaseSettings):
 
     @field_validator(*_ENDPOINT_FIELDS)
     @classmethod
-    def _check_endpoint(cls, value: str | None) -> str | None:
+    def _check_endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        try:
-            _HTTP_URL.validate_python(value)
-        except ValidationError:
-            raise ValueError("must be an http:// or https:// URL") from None
-        return value.rstrip("/")
+        return check_endpoint(value, allow_insecure=bool(info.data.get("allow_insecure_endpoints")))
 
     @field_validator("database_url")
     @classmethod
@@ -246,6 +307,28 @@ class Settings(BaseSettings):
         if not re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", value):
             raise ValueError("must be a database URL such as sqlite:///path or postgresql://host/db")
         return value
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        """The settings of a flow run without a block: the process environment, never a ``.env`` file
+        (a flow must not take its endpoints from whatever directory it happens to run in)."""
+        return cls(_env_file=None)  # type: ignore[call-arg]
+
+    @classmethod
+    def for_connection(cls, connection: Mapping[str, Any]) -> Settings:
+        """Settings whose connection (every name of :data:`CONNECTION_FIELDS`) is ``connection`` alone:
+        a field it leaves out or sets to None takes the field's default, never a ``VBS_BACKUP_*`` variable
+        or a ``.env`` file, so a block's credentials go only where the block says. The rest (ledger URL,
+        timeout, rate limit, insecure endpoints allowed) comes from the process environment."""
+        unknown = sorted(set(connection) - set(CONNECTION_FIELDS))
+        if unknown:
+            raise ConfigError(f"not connection settings: {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        for name in CONNECTION_FIELDS:
+            value = connection.get(name)
+            # An explicit None also overrides the environment (the default of every optional field).
+            values[name] = value if value is not None else cls.model_fields[name].default
+        return cls(_env_file=None, **values)  # type: ignore[call-arg]
 
     def credentials_mode(self) -> Literal["aksk", "token"]:
         """``"aksk"`` when AK and SK are set, else ``"token"`` when user, password and domain are set.

@@ -16,14 +16,14 @@ def settings(**values) -> Settings:
 
 def test_per_service_endpoints_win_over_the_single_endpoint():
     client = connect(
-        settings(ak="AK", sk="SK", endpoint="http://all.local:1", vbs_endpoint="http://vbs.local:2")
+        settings(ak="AK", sk="SK", endpoint="https://all.local:1", vbs_endpoint="https://vbs.local:2")
     )
     endpoints = client.session.endpoints
     assert (endpoints.vbs, endpoints.ecs, endpoints.evs, endpoints.iam) == (
-        "http://vbs.local:2",
-        "http://all.local:1",
-        "http://all.local:1",
-        "http://all.local:1",
+        "https://vbs.local:2",
+        "https://all.local:1",
+        "https://all.local:1",
+        "https://all.local:1",
     )
 
 
