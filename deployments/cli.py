@@ -26,6 +26,23 @@ def prefect_defaults() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
+def stop_sending_library_logs() -> None:
+    """Once the run is over, detach Prefect's API log handler from `PREFECT_LOGGING_EXTRA_LOGGERS` (e.g.
+    httpx, httpcore). Prefect's log worker sends the run's last logs while the interpreter exits; its own
+    requests are then logged by httpx/httpcore to that handler again, which cannot restart the worker so
+    late and prints a "--- Logging error ---" traceback per record. Records already queued are still sent;
+    the console keeps every record."""
+    import logging
+
+    from prefect.logging.handlers import APILogHandler
+    from prefect.settings import PREFECT_LOGGING_EXTRA_LOGGERS
+
+    for name in PREFECT_LOGGING_EXTRA_LOGGERS.value():
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if isinstance(h, APILogHandler)]:
+            logger.removeHandler(handler)
+
+
 @app.command()
 def run(
     plan_file: Annotated[Path, typer.Option("--plan", exists=True, dir_okay=False, help="Plan YAML file.")],
@@ -44,6 +61,7 @@ def run(
     from flows.nightly import nightly_backup
 
     state = asyncio.run(nightly_backup(backup_plan, return_state=True))
+    stop_sending_library_logs()
     typer.echo(f"{state.name}: {state.message}")
     if not state.is_completed():
         raise typer.Exit(1)

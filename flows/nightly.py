@@ -7,6 +7,7 @@ from prefect.states import State
 
 from vbs_backup.config import BackupPlan
 
+from .failures import failing_cleanly
 from .hooks import ON_FAILURE
 from .params import Credentials
 from .pipeline import run_plan
@@ -24,4 +25,4 @@ async def nightly_backup(
         plan: Which servers to back up, how, and how long to keep their backups.
         credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
     """
-    return await run_plan(plan, flow_name="nightly-backup", credentials=credentials)
+    return await failing_cleanly(run_plan(plan, flow_name="nightly-backup", credentials=credentials))

@@ -14,6 +14,7 @@ from pydantic import Field
 from tasks.policies import audit_policy_tasks, list_policies, name_disks, publish_audit
 from tasks.runtime import open_cloud
 
+from .failures import failing_cleanly
 from .hooks import ON_FAILURE
 from .params import Credentials
 
@@ -37,6 +38,10 @@ async def policy_audit(credentials: Credentials = None, since_hours: SinceHours 
         credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
         since_hours: Alert on failed policy tasks that ended within this many hours.
     """
+    return await failing_cleanly(_policy_audit(credentials, since_hours))
+
+
+async def _policy_audit(credentials: str | None, since_hours: int) -> State:
     async with open_cloud(credentials) as ctx:
         now = ctx.time.now()
         since = now - timedelta(hours=since_hours)

@@ -30,6 +30,7 @@ from tasks.runtime import open_cloud
 from vbs_backup.config import BackupPlan
 from vbs_backup.restores import RestoreRequest
 
+from .failures import failing_cleanly
 from .hooks import ON_FAILURE
 from .params import Credentials
 
@@ -86,6 +87,12 @@ async def restore_disk(
         credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
     """
     request = RestoreRequest(volume_id, backup_id, before, target_volume_id)
+    return await failing_cleanly(_restore_disk(request, dry_run, wait_minutes, credentials))
+
+
+async def _restore_disk(
+    request: RestoreRequest, dry_run: bool, wait_minutes: int, credentials: str | None
+) -> State:
     async with open_cloud(credentials) as cloud:
         checked = await check_restore(cloud, request)
         restore_id = await record_restore(cloud, checked, dry_run)
@@ -122,6 +129,10 @@ async def restore_drill(
         wait_minutes: How long to wait for each restore job.
         credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
     """
+    return await failing_cleanly(_restore_drill(plan, sample, wait_minutes, credentials))
+
+
+async def _restore_drill(plan: BackupPlan, sample: int, wait_minutes: int, credentials: str | None) -> State:
     async with open_cloud(credentials) as cloud:
         disks = await protected_disks(cloud, plan)
         chosen = await choose_drill_disks(cloud, disks, sample)

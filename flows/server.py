@@ -10,6 +10,7 @@ from pydantic import Field
 
 from vbs_backup.config import BackupPlan, ServerSelection
 
+from .failures import failing_cleanly
 from .hooks import ON_FAILURE
 from .params import Credentials
 from .pipeline import run_plan
@@ -35,8 +36,8 @@ async def backup_server(
         plan: Backup options and retention (its server selection is replaced by this server).
         credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
     """
-    return await run_plan(
-        plan_for_server(server_id, plan), flow_name="backup-server", credentials=credentials
+    return await failing_cleanly(
+        run_plan(plan_for_server(server_id, plan), flow_name="backup-server", credentials=credentials)
     )
 
 
@@ -53,9 +54,11 @@ async def apply_retention(
         dry_run: Only show what would be deleted (recorded in the ledger as a dry run).
         credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
     """
-    return await run_plan(
-        plan.model_copy(update={"dry_run": dry_run}),
-        flow_name="apply-retention",
-        back_up_disks=False,
-        credentials=credentials,
+    return await failing_cleanly(
+        run_plan(
+            plan.model_copy(update={"dry_run": dry_run}),
+            flow_name="apply-retention",
+            back_up_disks=False,
+            credentials=credentials,
+        )
     )

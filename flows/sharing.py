@@ -14,6 +14,7 @@ from tasks.sharing import discover_disks, plan_shares, publish_share_summary, sh
 from vbs_backup.config import BackupPlan
 from vbs_backup.sharing import ShareInputError, check_target_projects
 
+from .failures import failing_cleanly
 from .hooks import ON_FAILURE
 from .params import Credentials
 
@@ -39,6 +40,10 @@ async def share_backups(
         to_project_ids: The projects (32 hex ids) to share with, e.g. a disaster-recovery project.
         credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
     """
+    return await failing_cleanly(_share_backups(plan, to_project_ids, credentials))
+
+
+async def _share_backups(plan: BackupPlan, to_project_ids: list[str], credentials: str | None) -> State:
     logger = get_run_logger()
     try:
         targets = check_target_projects(to_project_ids)

@@ -18,13 +18,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 from pydantic import Field
 
-from tasks.runtime import CloudContext, open_cloud
+from tasks.runtime import CloudContext, Refusal, open_cloud
 from vbs_backup.cloud.errors import CloudError
 from vbs_backup.config import BackupPlan
 from vbs_backup.pruning import backups_by_volume
 from vbs_backup.targets import DiskTarget, SelectionError, discover_targets
 from vbs_backup.watchdog import WatchdogReport, check_protection, ledger_snapshot, newest_in_cloud
 
+from .failures import failing_cleanly
 from .hooks import ON_FAILURE
 from .params import Credentials
 
@@ -37,11 +38,17 @@ InCloud = dict[str, tuple[str, datetime] | None]
 
 
 @task(name="discover-protected-disks", cache_policy=NO_CACHE)
-async def discover_protected_disks(cloud: CloudContext, plan: BackupPlan) -> tuple[list[DiskTarget], InCloud]:
-    """Every disk the plan protects in the cloud right now, and each one's newest good backup of the plan."""
-    servers = await discover_targets(cloud.client, plan)
-    disks = [d for s in servers for d in s.disks]
-    listed = await backups_by_volume(cloud.client, [d.volume_id for d in disks])
+async def discover_protected_disks(
+    cloud: CloudContext, plan: BackupPlan
+) -> tuple[list[DiskTarget], InCloud] | Refusal:
+    """Every disk the plan protects in the cloud right now, and each one's newest good backup of the plan;
+    or, when the cloud cannot say (returned, not raised: no traceback for an outage), why not."""
+    try:
+        servers = await discover_targets(cloud.client, plan)
+        disks = [d for s in servers for d in s.disks]
+        listed = await backups_by_volume(cloud.client, [d.volume_id for d in disks])
+    except (CloudError, SelectionError) as exc:
+        return Refusal.of(exc)
     return disks, newest_in_cloud(plan.name, {d.volume_id: listed.get(d.volume_id, []) for d in disks})
 
 
@@ -87,15 +94,20 @@ async def backup_watchdog(
             the longest time without a run of the plan.
         credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
     """
+    return await failing_cleanly(_backup_watchdog(plan, rpo_hours, credentials))
+
+
+async def _backup_watchdog(plan: BackupPlan, rpo_hours: float, credentials: str | None) -> State:
     logger = get_run_logger()
     async with open_cloud(credentials) as cloud:
         disks: list[DiskTarget] | None
         in_cloud: InCloud | None
-        try:
-            (disks, in_cloud), error = await discover_protected_disks(cloud, plan), None
-        except (CloudError, SelectionError) as exc:
+        found = await discover_protected_disks(cloud, plan)
+        if isinstance(found, Refusal):
             # Keep checking the ledger: a cloud outage must not hide stale backups.
-            disks, in_cloud, error = None, None, f"cannot list the plan's disks: {exc}"
+            disks, in_cloud, error = None, None, f"cannot list the plan's disks: {found.message}"
+        else:
+            (disks, in_cloud), error = found, None
         report = check(cloud, plan, disks, in_cloud, error, rpo_hours)
     message = report.message()
     lines = "\n".join(f"| {f.kind.value} | {f.subject} | {f.detail} |" for f in report.findings)

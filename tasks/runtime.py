@@ -15,15 +15,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NoReturn
 
 from prefect import runtime
+from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session
 
 from vbs_backup.cloud import CloudClient
-from vbs_backup.config import BackupPlan, Settings
+from vbs_backup.cloud.errors import ApiError, ConfigurationError, TransportError
+from vbs_backup.config import BackupPlan, ConfigError, PlanError, Settings
 from vbs_backup.connection import connect
 from vbs_backup.ledger import RunStatus, beat, finish_run, init_db, make_engine, start_run
+from vbs_backup.targets import SelectionError
 from vbs_backup.waiting import JobWaiter
 
 log = logging.getLogger(__name__)
@@ -76,13 +80,65 @@ class RunContext:
 
 
 def load_settings(credentials: str | None = None) -> Settings:
-    """Settings for one flow run: the `VBS_BACKUP_` environment, or (when a deployment names one) a
-    saved credentials block. Block loading is wired in by the deployments layer."""
+    """Settings for one flow run: the `VBS_BACKUP_` environment (never a `.env` file from the directory
+    the run happens to start in), or (when a deployment names one) a saved credentials block, whose
+    connection owes nothing to the environment. Block loading is wired in by the deployments layer."""
     if credentials is None:
-        return Settings()
+        return Settings.from_environment()
     from deployments.blocks import settings_from_block  # Prefect wiring lives in deployments/
 
     return settings_from_block(credentials)
+
+
+class RunRefused(Exception):
+    """An expected failure that a task handed back as a `Refusal`, raised again in the flow's body."""
+
+
+# Failures of the input or the surroundings, not of the code: settings, plan or selection that are wrong,
+# credentials the cloud refuses, a cloud that cannot be reached or answers with an error. A run that meets
+# one ends Failed with one line naming it (flows/failures.py) and its ledger row says `failed`; anything
+# else keeps its traceback and marks the row `crashed`: that is a bug. (An answer we cannot read,
+# `InvalidResponseError`, is deliberately not here.)
+EXPECTED_FAILURES: tuple[type[Exception], ...] = (
+    ConfigError,
+    PlanError,
+    SelectionError,
+    ConfigurationError,
+    ApiError,
+    TransportError,
+    RunRefused,
+)
+
+
+def failure_line(exc: BaseException) -> str:
+    """The exception's message on one line (as the run's state message and the ledger's)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """What a task returns instead of raising an expected failure: Prefect logs a raised exception with a
+    traceback ("Task run failed with exception"), a returned value quietly. The flow calls `throw()`, which
+    ends the run through the flow's expected-failure guard."""
+
+    message: str
+
+    @classmethod
+    def of(cls, exc: BaseException) -> Refusal:
+        return cls(failure_line(exc))
+
+    def throw(self) -> NoReturn:
+        raise RunRefused(self.message)
+
+
+def _settings_problem(exc: ValidationError) -> str:
+    """A settings validation error on one line: each field and what is wrong with it (never its value:
+    Settings hides input in errors)."""
+    problems = [
+        f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors()
+    ]
+    return "invalid settings: " + "; ".join(problems)
 
 
 @dataclass
@@ -97,8 +153,12 @@ class CloudContext:
 
 @asynccontextmanager
 async def open_cloud(credentials: str | None = None) -> AsyncIterator[CloudContext]:
-    """Connect to the cloud and open the ledger for one flow run; the client is closed on the way out."""
-    settings = load_settings(credentials)
+    """Connect to the cloud and open the ledger for one flow run; the client is closed on the way out.
+    Settings that do not validate are a ConfigError naming the fields (an expected failure)."""
+    try:
+        settings = load_settings(credentials)
+    except ValidationError as exc:
+        raise ConfigError(_settings_problem(exc)) from None
     client = connect(settings)
     try:
         yield CloudContext(settings, client, ledger_engine(settings), time_source())
@@ -126,7 +186,8 @@ def trigger() -> str:
 @asynccontextmanager
 async def open_run(plan: BackupPlan, *, credentials: str | None = None) -> AsyncIterator[RunContext]:
     """Connect, open the ledger and record the run's start; close everything on the way out. The run row
-    is finished by the flow (it knows the outcome); a run that dies here is marked crashed."""
+    is finished by the flow (it knows the outcome); a run that an expected failure (`EXPECTED_FAILURES`)
+    ends here is marked failed with its one-line message, one that dies of anything else crashed."""
     async with open_cloud(credentials) as cloud:
         source, engine = cloud.time, cloud.engine
         with Session(engine) as session:
@@ -163,8 +224,12 @@ async def open_run(plan: BackupPlan, *, credentials: str | None = None) -> Async
         try:
             yield ctx
         except BaseException as exc:
+            if isinstance(exc, EXPECTED_FAILURES):
+                status, message = RunStatus.failed, failure_line(exc)
+            else:
+                status, message = RunStatus.crashed, _short(exc)
             with Session(engine) as session:
-                finish_run(session=session, run_id=run_id, status=RunStatus.crashed, message=_short(exc))
+                finish_run(session=session, run_id=run_id, status=status, message=message)
             raise
         finally:
             heart.cancel()

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from .cloud import CloudClient, Endpoints
 from .config import ConfigError, Settings
+from .redaction import install, register_secret
 
 
 def connect(settings: Settings) -> CloudClient:
     settings.credentials_mode()  # ConfigError naming the missing variables, never their values
     if not settings.project_id:
         raise ConfigError("VBS_BACKUP_PROJECT_ID is not set (the 32-hex id of the project to back up)")
+    # Whatever logs what from here on, these values come out as ***.
+    install()
+    for secret in (settings.sk, settings.password):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
     endpoints = Endpoints.for_cloud(
         str(settings.cloud),
         settings.region,

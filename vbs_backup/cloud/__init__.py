@@ -7,6 +7,9 @@ Layers: `session.CloudSession` is the one request path (auth, retries, rate limi
 `auth`, `signing`, `retry`, `ratelimit`, `endpoints`, `errors` are its parts; the facades `IamApi`,
 `EcsApi`, `EvsApi`, `VbsApi` (one module per service) turn API operations into session calls. The facades
 are loaded on first access so that this package imports even where they are absent.
+
+Importing this package installs `vbs_backup.redaction`: from then on no log record of the process (ours,
+httpx's, httpcore's at DEBUG, Prefect's) carries a token header, a signature or a registered secret.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ..redaction import install as _install_redaction
 from .auth import AkSkAuth, TokenAuth
 from .client import CloudClient
 from .endpoints import CloudName, Endpoints, Service
@@ -37,6 +41,9 @@ from .errors import (
 from .ratelimit import RateLimiter
 from .retry import RetryPolicy
 from .session import CloudSession
+
+# Here, the one place every user of the client goes through (flows, tasks, plain scripts, the CLI).
+_install_redaction()
 
 _FACADES = {"IamApi": ".iam", "EcsApi": ".ecs", "EvsApi": ".evs", "VbsApi": ".vbs"}
 

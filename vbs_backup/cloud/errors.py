@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -215,6 +216,13 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 # handed to us by a caller); compared in lower case.
 _SECRET_PARAMS = {"password", "token", "x-auth-token", "sk", "secret", "signature", "access_token"}
 _MAX_TEXT = 300  # a proxy's HTML error page is not worth more than this in an exception message
+# The gateway answers a wrong AK/SK signature with its whole canonical request (and sometimes the string
+# it signed) in the message, for a client to diff with its own: no use to an operator, so it is cut off
+# and replaced by what to check.
+_SIGNATURE_DUMP = re.compile(
+    r"[\s,;:]*\b(?:canonical_?request|string_?to_?sign)\b.*", re.IGNORECASE | re.DOTALL
+)
+SIGNATURE_HINT = "check the AK/SK pair and the machine's clock"
 
 
 def safe_url(url: str | httpx.URL) -> str:
@@ -296,7 +304,16 @@ def parse_error_body(response: httpx.Response) -> tuple[str | None, str, str | N
     if message is None:
         text = response.text.strip() if response.content and not isinstance(body, dict | list) else ""
         message = " ".join(text.split())[:_MAX_TEXT] if text else response.reason_phrase
-    return code, message, rid or header_rid
+    return code, _without_signature_dump(message), rid or header_rid
+
+
+def _without_signature_dump(message: str) -> str:
+    """`verify aksk signature fail, canonicalRequest: GET|/v1/...` -> `verify aksk signature fail (check
+    the AK/SK pair and the machine's clock)`."""
+    trimmed = _SIGNATURE_DUMP.sub("", message)
+    if trimmed == message:
+        return message
+    return f"{trimmed.strip() or 'signature mismatch'} ({SIGNATURE_HINT})"
 
 
 def error_from_response(response: httpx.Response, *, operation: str | None) -> ApiError:

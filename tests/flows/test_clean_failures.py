@@ -1,0 +1,148 @@
+"""Expected failures end a run Failed with one clear line and no traceback; a bug keeps its traceback.
+
+Expected: a plan's unknown server, credentials the cloud refuses, settings that are missing or do not
+validate. Each flow runs under the Prefect test server against the emulator; what Prefect recorded is read
+back through its API (the run's logs, as the UI shows them), the ledger through its tables.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.logging.handlers import APILogHandler
+from prefect.states import State
+from sqlmodel import Session, select
+
+import tasks.discovery
+from flows.nightly import nightly_backup
+from flows.policies import policy_audit
+from flows.watchdog import backup_watchdog
+from vbs_backup.config import BackupPlan
+from vbs_backup.ledger import Run
+
+UNKNOWN = "00000000-0000-4000-8000-000000000000"
+WRONG_SK = "not-the-secret-0123456789"
+TRACEBACK_MARKS = ("Traceback", "Task run failed with exception", "Encountered exception during execution")
+
+
+def plan(**overrides) -> BackupPlan:
+    data = {"selection": {"tags": {"backup": "nightly"}}, "poll_interval_seconds": 30}
+    data.update(overrides)
+    return BackupPlan.model_validate(data)
+
+
+async def logged(state: State) -> str:
+    """Every log line Prefect stored for the state's flow run (and its task runs), one per line."""
+    await APILogHandler.aflush()
+    run_id = state.state_details.flow_run_id
+    assert isinstance(run_id, UUID)
+    async with get_client() as client:
+        logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+    return "\n".join(log.message for log in logs)
+
+
+def runs(ledger) -> list[Run]:
+    with Session(ledger) as session:
+        return list(session.exec(select(Run)).all())
+
+
+def assert_clean(text: str) -> None:
+    found = [mark for mark in TRACEBACK_MARKS if mark in text]
+    assert not found, text
+
+
+async def test_an_unknown_server_fails_the_run_with_one_line_and_no_traceback(
+    cloud_env, virtual_time, ledger
+):
+    state = await nightly_backup(plan(selection={"ids": [UNKNOWN]}), return_state=True)
+
+    assert state.is_failed()
+    assert state.message == f"unknown server id(s) in the plan: {UNKNOWN}"
+    assert_clean(await logged(state))
+    [run] = runs(ledger)
+    assert (run.status.value, run.message) == ("failed", state.message)  # failed, not crashed
+    assert not cloud_env.state.projects[cloud_env.project_id].backups
+
+
+async def test_a_wrong_sk_names_code_request_and_what_to_check_without_the_gateway_dump(
+    cloud_env, virtual_time, ledger, monkeypatch
+):
+    monkeypatch.setenv("VBS_BACKUP_SK", WRONG_SK)
+
+    state = await nightly_backup(plan(), return_state=True)
+
+    assert state.is_failed()
+    message = state.message
+    assert "401 APIGW.0301" in message
+    assert "verify aksk signature fail (check the AK/SK pair and the machine's clock)" in message
+    assert "(request " in message and "canonicalRequest" not in message and "|" not in message
+    assert WRONG_SK not in message and cloud_env.sk not in message
+    assert "\n" not in message
+    text = await logged(state)
+    assert_clean(text)
+    assert WRONG_SK not in text
+    [run] = runs(ledger)
+    assert (run.status.value, run.message) == ("failed", message)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("VBS_BACKUP_PROJECT_ID", None, "VBS_BACKUP_PROJECT_ID is not set"),
+        ("VBS_BACKUP_REGION", "Not A Region!", "invalid settings: region: must look like eu-west-0"),
+    ],
+)
+async def test_missing_or_invalid_settings_fail_with_one_line(
+    cloud_env, virtual_time, monkeypatch, variable, value, expected
+):
+    if value is None:
+        monkeypatch.delenv(variable)
+    else:
+        monkeypatch.setenv(variable, value)
+
+    state = await nightly_backup(plan(), return_state=True)
+
+    assert state.is_failed()
+    assert state.message.startswith(expected) and "\n" not in state.message
+    assert_clean(await logged(state))
+
+
+async def test_the_other_flows_end_the_same_way(cloud_env, virtual_time, ledger, monkeypatch):
+    monkeypatch.setenv("VBS_BACKUP_SK", WRONG_SK)
+
+    audit = await policy_audit(return_state=True)
+
+    assert audit.is_failed() and "APIGW.0301" in audit.message and "(check the AK/SK pair" in audit.message
+    assert "Encountered exception during execution" not in await logged(audit)
+
+
+async def test_the_watchdog_reports_an_unreadable_cloud_without_a_task_traceback(
+    cloud_env, virtual_time, ledger, monkeypatch
+):
+    monkeypatch.setenv("VBS_BACKUP_SK", WRONG_SK)
+
+    state = await backup_watchdog(plan(), return_state=True)
+
+    assert state.is_failed() and "cannot list the plan's disks" in state.message
+    assert "APIGW.0301" in state.message
+    assert_clean(await logged(state))
+
+
+async def test_a_bug_keeps_its_traceback_and_marks_the_run_crashed(
+    cloud_env, virtual_time, ledger, monkeypatch
+):
+    async def broken(client, plan):
+        raise RuntimeError("a bug in discovery")
+
+    monkeypatch.setattr(tasks.discovery, "discover_targets", broken)
+
+    state = await nightly_backup(plan(), return_state=True)
+
+    assert state.is_failed() and "RuntimeError" in state.message
+    text = await logged(state)
+    assert "Traceback" in text and "a bug in discovery" in text
+    [run] = runs(ledger)
+    assert run.status.value == "crashed"
