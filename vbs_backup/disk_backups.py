@@ -221,7 +221,14 @@ async def _adopt(
             row = next((r for r in rows if r.backup_id == backup.id), None)
             claimed = row is None
             if claimed:
-                row = next((r for r in reversed(rows) if _may_have_made(r, backup)), None)
+                row = next(
+                    (
+                        r
+                        for r in reversed(rows)
+                        if r.status in DiskBackupStatus.unfinished() and may_have_made(r, backup)
+                    ),
+                    None,
+                )
             if row is not None:
                 assert row.id is not None
                 row = take_up_attempt(session=session, disk_backup_id=row.id, run_id=run_id)
@@ -251,11 +258,13 @@ async def _adopt(
     return Submission(disk, row.id, name, marker, backup_id=backup.id, adopted=adopted, done=True)
 
 
-def _may_have_made(row: DiskBackup, backup: Backup) -> bool:
-    """An open attempt with no backup recorded, begun before `backup` appeared, may have created it."""
+def may_have_made(row: DiskBackup, backup: Backup) -> bool:
+    """Whether the attempt `row`, which recorded no backup, may have created `backup`: it bears the name
+    that attempt's create sent, and it appeared after the attempt's intent. (A copy of our description
+    made by someone else has another name; only a copy of both, made after our intent, would pass.)"""
     return (
-        row.status in DiskBackupStatus.unfinished()
-        and not row.backup_id
+        not row.backup_id
+        and backup.name == row.backup_name
         and backup.created_at >= row.requested_at - CLOCK_SKEW
     )
 

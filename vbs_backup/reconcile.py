@@ -8,7 +8,8 @@ cloud says (the run's listing of those disks' backups, one `get_job` where the l
 * its backup is known: `available` -> succeeded, `error` -> failed, gone -> failed (vanished), still
   `creating` -> left for the run in that slot, or a later one;
 * its backup is not known (the run died between the create and writing the job id): the backup of its
-  identity that appeared after the intent and that no other attempt recorded is claimed as the attempt's;
+  identity, with the name its create sent, that appeared after the intent and that no other attempt
+  recorded is claimed as the attempt's;
 * nothing appeared and no job id was recorded: the create never happened (`abandoned`).
 
 Attempts of a run that is still alive (fresh heartbeat) are left alone. Runs whose heartbeat stopped are
@@ -27,7 +28,7 @@ from sqlmodel import Session
 from .cloud import CloudClient
 from .cloud.errors import CloudError, NotFoundError
 from .cloud.models.backups import Backup
-from .disk_backups import CLOCK_SKEW, VANISHED
+from .disk_backups import VANISHED, may_have_made
 from .identity import identity_marker
 from .ledger import (
     DiskBackup,
@@ -103,11 +104,7 @@ async def _settle(
         claimed = _claimed(engine, row)
         marker = identity_marker(row.plan_name, row.slot_start)
         appeared = [
-            b
-            for b in backups
-            if b.description == marker
-            and b.id not in claimed
-            and b.created_at >= row.requested_at - CLOCK_SKEW
+            b for b in backups if b.description == marker and b.id not in claimed and may_have_made(row, b)
         ]
         if appeared:
             return _from_backup(engine, row, max(appeared, key=lambda b: (b.created_at, b.id)))
