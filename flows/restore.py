@@ -26,7 +26,7 @@ from tasks.restore import (
     publish_restore,
     record_restore,
 )
-from tasks.runtime import open_cloud
+from tasks.runtime import open_cloud, unwrap
 from vbs_backup.config import BackupPlan
 from vbs_backup.restores import RestoreRequest
 
@@ -94,7 +94,7 @@ async def _restore_disk(
     request: RestoreRequest, dry_run: bool, wait_minutes: int, credentials: str | None
 ) -> State:
     async with open_cloud(credentials) as cloud:
-        checked = await check_restore(cloud, request)
+        checked = unwrap(await check_restore(cloud, request))  # an expected failure: raised, run Failed
         restore_id = await record_restore(cloud, checked, dry_run)
         if not checked.ok:
             await publish_restore(checked.refusal)
@@ -134,7 +134,7 @@ async def restore_drill(
 
 async def _restore_drill(plan: BackupPlan, sample: int, wait_minutes: int, credentials: str | None) -> State:
     async with open_cloud(credentials) as cloud:
-        disks = await protected_disks(cloud, plan)
+        disks = unwrap(await protected_disks(cloud, plan))  # an expected failure: raised, run Failed
         chosen = await choose_drill_disks(cloud, disks, sample)
         if plan.dry_run:
             return Completed(

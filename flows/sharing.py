@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.states import Completed, Failed, State
 from pydantic import Field
 
-from tasks.runtime import open_cloud
+from tasks.runtime import open_cloud, unwrap
 from tasks.sharing import discover_disks, plan_shares, publish_share_summary, share_disks
 from vbs_backup.config import BackupPlan
 from vbs_backup.sharing import ShareInputError, check_target_projects
@@ -54,7 +54,7 @@ async def _share_backups(plan: BackupPlan, to_project_ids: list[str], credential
             targets = check_target_projects(targets, own_project_id=ctx.client.project_id)
         except ShareInputError as exc:
             return Failed(message=str(exc))
-        disks = await discover_disks(ctx, plan)
+        disks = unwrap(await discover_disks(ctx, plan))  # an expected failure: raised, run Failed
         items = await plan_shares(ctx, plan, disks, targets)
         outcomes = await share_disks(ctx, items, dry_run=plan.dry_run)
         line = await publish_share_summary(outcomes, targets)

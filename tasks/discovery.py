@@ -2,8 +2,8 @@
 selection are all checked here, before any backup is created).
 
 An expected failure (unknown server, wrong credentials, unreachable endpoint: `EXPECTED_FAILURES`) is
-returned as a `Refusal`, not raised, so that Prefect logs no traceback for it; the flow ends Failed with its
-one line. Anything else (a bug) is raised and keeps its traceback.
+returned as a `Refusal` (`tasks.runtime.refusing`), not raised, so that Prefect logs no traceback for it; the
+flow `unwrap`s it and ends Failed with its one line. Anything else (a bug) is raised and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,22 +11,26 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from vbs_backup.targets import ServerTarget, discover_targets
+from vbs_backup.cloud import CloudClient
+from vbs_backup.config import BackupPlan
+from vbs_backup.targets import DiskTarget, ServerTarget, discover_targets
 
-from .runtime import EXPECTED_FAILURES, Refusal, RunContext
+from .runtime import Refusal, RunContext, refusing, unwrap
+
+__all__ = ["discover_servers", "discovered", "plan_disks"]
 
 
 @task(name="discover-servers", cache_policy=NO_CACHE)
 async def discover_servers(ctx: RunContext) -> list[ServerTarget] | Refusal:
     """Servers chosen by the plan, each with every attached disk to back up; or why they cannot be."""
-    try:
-        return await discover_targets(ctx.client, ctx.plan)
-    except EXPECTED_FAILURES as exc:
-        return Refusal.of(exc)
+    return await refusing(discover_targets(ctx.client, ctx.plan))
 
 
-def discovered(found: list[ServerTarget] | Refusal) -> list[ServerTarget]:
-    """The servers `discover_servers` found; a `Refusal` is raised (as `RunRefused`) in the flow."""
-    if isinstance(found, Refusal):
-        found.throw()
-    return found
+# The servers `discover_servers` found; a `Refusal` is raised (as `RunRefused`) in the flow.
+discovered = unwrap
+
+
+async def plan_disks(client: CloudClient, plan: BackupPlan) -> list[DiskTarget]:
+    """Every disk of the servers the plan selects (for the tasks that work per disk, not per server)."""
+    servers = await discover_targets(client, plan)
+    return [d for s in servers for d in s.disks]

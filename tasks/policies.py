@@ -13,13 +13,14 @@ from prefect.cache_policies import NO_CACHE
 from vbs_backup.cloud.models.policies import Policy
 from vbs_backup.policy_audit import PolicyAudit, audit_policy, audit_summary, disk_names, finding_text
 
-from .runtime import CloudContext
+from .runtime import CloudContext, Refusal, refusing
 
 
 @task(name="list-policies", cache_policy=NO_CACHE)
-async def list_policies(ctx: CloudContext) -> list[Policy]:
-    """The project's backup policies (the preflight too: credentials, endpoint)."""
-    return await ctx.client.vbs.list_policies()
+async def list_policies(ctx: CloudContext) -> list[Policy] | Refusal:
+    """The project's backup policies (the preflight too: credentials, endpoint); or, as a `Refusal` for the
+    flow to `unwrap`, why they cannot be read."""
+    return await refusing(ctx.client.vbs.list_policies())
 
 
 @task(task_run_name="audit {policy.backup_policy_name}", cache_policy=NO_CACHE)

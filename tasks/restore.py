@@ -26,9 +26,10 @@ from vbs_backup.restores import (
     record_request,
     run_restore,
 )
-from vbs_backup.targets import DiskTarget, discover_targets
+from vbs_backup.targets import DiskTarget
 
-from .runtime import CloudContext
+from .discovery import plan_disks
+from .runtime import CloudContext, Refusal, refusing
 
 
 def _flow_run_id() -> str | None:
@@ -39,9 +40,10 @@ def _flow_run_id() -> str | None:
 
 
 @task(name="check-restore", cache_policy=NO_CACHE)
-async def check_restore(cloud: CloudContext, request: RestoreRequest) -> RestorePlan:
-    """Choose the backup and check every documented precondition (reads only)."""
-    return await plan_restore(cloud.client, request, now=cloud.time.now())
+async def check_restore(cloud: CloudContext, request: RestoreRequest) -> RestorePlan | Refusal:
+    """Choose the backup and check every documented precondition (reads only); or, as a `Refusal` for the
+    flow to `unwrap`, why the cloud could not be asked (credentials, endpoint)."""
+    return await refusing(plan_restore(cloud.client, request, now=cloud.time.now()))
 
 
 @task(name="record-restore-request", cache_policy=NO_CACHE)
@@ -86,10 +88,10 @@ async def clean_up_scratch_disks(cloud: CloudContext, wait_minutes: int) -> list
 
 
 @task(name="discover-protected-disks", cache_policy=NO_CACHE)
-async def protected_disks(cloud: CloudContext, plan: BackupPlan) -> list[DiskTarget]:
-    """Every disk the plan protects (its servers' disks, as the nightly run sees them)."""
-    servers = await discover_targets(cloud.client, plan)
-    return [d for s in servers for d in s.disks]
+async def protected_disks(cloud: CloudContext, plan: BackupPlan) -> list[DiskTarget] | Refusal:
+    """Every disk the plan protects (its servers' disks, as the nightly run sees them); or, as a `Refusal`
+    for the flow to `unwrap`, why they cannot be listed (credentials, endpoint, unknown servers)."""
+    return await refusing(plan_disks(cloud.client, plan))
 
 
 @task(name="choose-drill-disks", cache_policy=NO_CACHE)

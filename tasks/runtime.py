@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from prefect import runtime
 from pydantic import ValidationError
@@ -129,6 +129,29 @@ class Refusal:
 
     def throw(self) -> NoReturn:
         raise RunRefused(self.message)
+
+
+T = TypeVar("T")
+
+
+async def refusing(work: Awaitable[T]) -> T | Refusal:
+    """In a task: `await work` and return its value, or a `Refusal` for an expected failure it raises
+    (`EXPECTED_FAILURES`); anything else (a bug) is raised and keeps its traceback.
+
+        return await refusing(discover_targets(ctx.client, ctx.plan))
+    """
+    try:
+        return await work
+    except EXPECTED_FAILURES as exc:
+        return Refusal.of(exc)
+
+
+def unwrap(result: T | Refusal) -> T:
+    """In a flow's body: a task's value; a `Refusal` is raised (as `RunRefused`), which the flow's
+    expected-failure guard (flows/failures.py) turns into Failed with its one line."""
+    if isinstance(result, Refusal):
+        result.throw()
+    return result
 
 
 def _settings_problem(exc: ValidationError) -> str:

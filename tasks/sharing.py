@@ -18,19 +18,20 @@ from vbs_backup.sharing import (
     plan_disk_shares,
     summary_line,
 )
-from vbs_backup.targets import DiskTarget, discover_targets
+from vbs_backup.targets import DiskTarget
 
-from .runtime import CloudContext
+from .discovery import plan_disks
+from .runtime import CloudContext, Refusal, refusing
 
 # Disks whose shares are being changed at the same time (each is a few API calls).
 DISKS_IN_FLIGHT = 20
 
 
 @task(name="discover-disks", cache_policy=NO_CACHE)
-async def discover_disks(ctx: CloudContext, plan: BackupPlan) -> list[DiskTarget]:
-    """The disks the plan selects (and the preflight: credentials, endpoint, unknown servers)."""
-    servers = await discover_targets(ctx.client, plan)
-    return [d for s in servers for d in s.disks]
+async def discover_disks(ctx: CloudContext, plan: BackupPlan) -> list[DiskTarget] | Refusal:
+    """The disks the plan selects (and the preflight: credentials, endpoint, unknown servers); or, as a
+    `Refusal` for the flow to `unwrap`, why they cannot be."""
+    return await refusing(plan_disks(ctx.client, plan))
 
 
 @task(name="plan-shares", cache_policy=NO_CACHE)

@@ -19,12 +19,15 @@ from sqlmodel import Session, select
 import tasks.discovery
 from flows.nightly import nightly_backup
 from flows.policies import policy_audit
+from flows.restore import restore_disk, restore_drill
+from flows.sharing import share_backups
 from flows.watchdog import backup_watchdog
 from vbs_backup.config import BackupPlan
 from vbs_backup.ledger import Run
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 WRONG_SK = "not-the-secret-0123456789"
+THIRD_PROJECT = "aabbccddeeff00112233445566778899"  # any 32-hex id other than ours is a valid target
 TRACEBACK_MARKS = ("Traceback", "Task run failed with exception", "Encountered exception during execution")
 
 
@@ -110,13 +113,29 @@ async def test_missing_or_invalid_settings_fail_with_one_line(
     assert_clean(await logged(state))
 
 
-async def test_the_other_flows_end_the_same_way(cloud_env, virtual_time, ledger, monkeypatch):
+# The other flows, run with a wrong SK: each one's first cloud call (its preflight) is refused.
+OTHER_FLOWS = {
+    "policy-audit": lambda: policy_audit(return_state=True),
+    "share-backups": lambda: share_backups(plan(), [THIRD_PROJECT], return_state=True),
+    "restore-disk": lambda: restore_disk(UNKNOWN, return_state=True),
+    "restore-drill": lambda: restore_drill(plan(), sample=2, return_state=True),
+}
+
+
+@pytest.mark.parametrize("name", list(OTHER_FLOWS))
+async def test_the_other_flows_end_the_same_way(cloud_env, virtual_time, ledger, monkeypatch, name):
     monkeypatch.setenv("VBS_BACKUP_SK", WRONG_SK)
 
-    audit = await policy_audit(return_state=True)
+    state = await OTHER_FLOWS[name]()
 
-    assert audit.is_failed() and "APIGW.0301" in audit.message and "(check the AK/SK pair" in audit.message
-    assert "Encountered exception during execution" not in await logged(audit)
+    assert state.is_failed()
+    message = state.message
+    assert "401 APIGW.0301" in message and "(check the AK/SK pair" in message, message
+    assert "\n" not in message and "canonicalRequest" not in message
+    assert WRONG_SK not in message and cloud_env.sk not in message
+    text = await logged(state)
+    assert_clean(text)
+    assert WRONG_SK not in text
 
 
 async def test_the_watchdog_reports_an_unreadable_cloud_without_a_task_traceback(
