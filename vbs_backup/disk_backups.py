@@ -112,9 +112,9 @@ async def submit_disk_backup(
         raise exc
     if known is None:
         known = await client.vbs.find_backups_by_description(marker, disk.volume_id)
-    found = newest_live(known, marker)
-    if found is not None:
-        return await _adopt(engine, run_id, plan, slot, disk, name, marker, found, now)
+    live = [b for b in known if b.description == marker and str(b.status) in LIVE]
+    if live:
+        return await _adopt(client, engine, run_id, plan, slot, disk, name, marker, live, now)
 
     row = await asyncio.to_thread(_new_attempt, engine, run_id, plan, slot, disk, name, now)
     assert row.id is not None
@@ -199,6 +199,7 @@ def _write_submitted(engine: Engine, row_id: int, job_id: str) -> None:
 
 
 async def _adopt(
+    client: CloudClient,
     engine: Engine,
     run_id: int,
     plan: BackupPlan,
@@ -206,40 +207,26 @@ async def _adopt(
     disk: DiskTarget,
     name: str,
     marker: str,
-    backup: Backup,
+    live: list[Backup],
     now: datetime | None,
 ) -> Submission:
-    """A live backup of this identity exists: carry on the attempt that made it (or that may have made it:
-    an open attempt whose create answer was lost, or whose run died before writing the job id), or record
-    one that adopts it (created by someone this ledger does not know, so never ours to delete)."""
-
-    def find_row() -> tuple[DiskBackup | None, bool]:
-        with Session(engine) as session:
-            rows = attempts_for_slot(
-                session=session, plan_name=plan.name, volume_id=disk.volume_id, slot_start=slot
-            )
-            row = next((r for r in rows if r.backup_id == backup.id), None)
-            claimed = row is None
-            if claimed:
-                row = next(
-                    (
-                        r
-                        for r in reversed(rows)
-                        if r.status in DiskBackupStatus.unfinished() and may_have_made(r, backup)
-                    ),
-                    None,
-                )
-            if row is not None:
-                assert row.id is not None
-                row = take_up_attempt(session=session, disk_backup_id=row.id, run_id=run_id)
-            return row, claimed
-
-    row, claimed = await asyncio.to_thread(find_row)
+    """Live backups of this identity exist: carry on the attempt that made one (recorded by its id; or an
+    open attempt that may have made it: its job names it, or, with no job id written, it bears the name the
+    attempt's create sent), or else record an attempt that adopts the newest (made by someone this ledger
+    does not know, so never ours to delete)."""
+    rows = await asyncio.to_thread(_attempts, engine, plan, disk, slot)
+    newest_first = sorted(live, key=lambda b: (b.created_at, b.id), reverse=True)
+    row, backup, claimed = _recorded(rows, newest_first)
     if row is None:
-        row = await asyncio.to_thread(_new_attempt, engine, run_id, plan, slot, disk, name, now)
+        row, backup = await _made_by_open_attempt(client, rows, newest_first)
+        claimed = row is not None
+    if row is None or backup is None:
+        backup = newest_first[0]
+        new = await asyncio.to_thread(_new_attempt, engine, run_id, plan, slot, disk, name, now)
         log.info("%s: adopting backup %s of %s, made outside this ledger", disk.label, backup.id, marker)
-        return await _claim(engine, row, name, marker, disk, backup, created_by_us=False)
+        return await _claim(engine, new, name, marker, disk, backup, created_by_us=False)
     assert row.id is not None
+    await asyncio.to_thread(_take_up, engine, row.id, run_id)
     creating = str(backup.status) == "creating"
     if claimed or (not creating and row.status not in DiskBackupStatus.successes()):
         # A job id means we created it: succeeded; only an intent: adopted (found, not seen created).
@@ -258,12 +245,61 @@ async def _adopt(
     return Submission(disk, row.id, name, marker, backup_id=backup.id, adopted=adopted, done=True)
 
 
+def _attempts(engine: Engine, plan: BackupPlan, disk: DiskTarget, slot: datetime) -> list[DiskBackup]:
+    with Session(engine) as session:
+        return attempts_for_slot(
+            session=session, plan_name=plan.name, volume_id=disk.volume_id, slot_start=slot
+        )
+
+
+def _take_up(engine: Engine, row_id: int, run_id: int) -> None:
+    with Session(engine) as session:
+        take_up_attempt(session=session, disk_backup_id=row_id, run_id=run_id)
+
+
+def _recorded(rows: list[DiskBackup], live: list[Backup]) -> tuple[DiskBackup | None, Backup | None, bool]:
+    """The newest live backup that an attempt recorded, with that attempt."""
+    for backup in live:
+        row = next((r for r in rows if r.backup_id == backup.id), None)
+        if row is not None:
+            return row, backup, False
+    return None, None, False
+
+
+async def _made_by_open_attempt(
+    client: CloudClient, rows: list[DiskBackup], live: list[Backup]
+) -> tuple[DiskBackup | None, Backup | None]:
+    """An open attempt (newest first) and the live backup it made, if any."""
+    by_id = {b.id: b for b in live}
+    for row in reversed(rows):
+        if row.status not in DiskBackupStatus.unfinished() or row.backup_id:
+            continue
+        if row.job_id:
+            made = by_id.get(await job_backup_id(client, row.job_id) or "")
+        else:
+            made = next((b for b in live if may_have_made(row, b)), None)
+        if made is not None:
+            return row, made
+    return None, None
+
+
+async def job_backup_id(client: CloudClient, job_id: str) -> str | None:
+    """The backup a create job names (its entities carry it from the start), or None when unknown."""
+    try:
+        return (await client.vbs.get_job(job_id)).backup_id
+    except CloudError as exc:
+        log.warning("job %s: could not read which backup it made: %s", job_id, exc)
+        return None
+
+
 def may_have_made(row: DiskBackup, backup: Backup) -> bool:
-    """Whether the attempt `row`, which recorded no backup, may have created `backup`: it bears the name
-    that attempt's create sent, and it appeared after the attempt's intent. (A copy of our description
-    made by someone else has another name; only a copy of both, made after our intent, would pass.)"""
+    """Whether the attempt `row`, which recorded neither a backup nor a job (its job, when recorded, says
+    which backup it made), may have created `backup`: it bears the name that attempt's create sent, and it
+    appeared after the attempt's intent. (A copy of our description made by someone else has another
+    name; only a copy of both, made after our intent, would pass.)"""
     return (
         not row.backup_id
+        and not row.job_id
         and backup.name == row.backup_name
         and backup.created_at >= row.requested_at - CLOCK_SKEW
     )

@@ -7,9 +7,10 @@ cloud says (the run's listing of those disks' backups, one `get_job` where the l
 
 * its backup is known: `available` -> succeeded, `error` -> failed, gone -> failed (vanished), still
   `creating` -> left for the run in that slot, or a later one;
-* its backup is not known (the run died between the create and writing the job id): the backup of its
-  identity, with the name its create sent, that appeared after the intent and that no other attempt
-  recorded is claimed as the attempt's;
+* its backup is not known but its job is: the job says which backup it made, and how it ended;
+* neither is known (the run died between the create and writing the job id): the backup of its identity,
+  with the name its create sent, that appeared after the intent and that no other attempt recorded is
+  claimed as the attempt's;
 * nothing appeared and no job id was recorded: the create never happened (`abandoned`).
 
 Attempts of a run that is still alive (fresh heartbeat) are left alone. Runs whose heartbeat stopped are
@@ -100,6 +101,8 @@ async def _settle(
                 engine, row, DiskBackupStatus.failed, error_code=VANISHED, error_reason="backup gone"
             )
         return _from_backup(engine, row, backup)
+    if row.job_id:
+        return await _from_job(client, engine, row, by_id)
     if row.slot_start is not None:
         claimed = _claimed(engine, row)
         marker = identity_marker(row.plan_name, row.slot_start)
@@ -108,8 +111,6 @@ async def _settle(
         ]
         if appeared:
             return _from_backup(engine, row, max(appeared, key=lambda b: (b.created_at, b.id)))
-    if row.job_id:
-        return await _from_job(client, engine, row, by_id)
     reason = "the run died before a backup of this attempt appeared in the cloud"
     return _write(engine, row, DiskBackupStatus.abandoned, error_reason=reason)
 
@@ -153,9 +154,9 @@ async def _from_job(
             error_code=job.error_code,
             error_reason=job.fail_reason,
         )
+    if job.backup_id and job.backup_id in by_id:  # the job names its backup from the start
+        return _from_backup(engine, row, by_id[job.backup_id])
     if job.status == "SUCCESS":
-        if job.backup_id and job.backup_id in by_id:
-            return _from_backup(engine, row, by_id[job.backup_id])
         return _write(
             engine,
             row,
