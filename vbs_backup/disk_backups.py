@@ -23,6 +23,7 @@ from sqlmodel import Session
 from .cloud import CloudClient
 from .cloud.errors import ApiError, CloudError, TransportError
 from .cloud.models.backups import Backup
+from .cloud.models.jobs import Job
 from .config import BackupPlan
 from .ledger import (
     DiskBackup,
@@ -211,8 +212,9 @@ async def _adopt(
     now: datetime | None,
 ) -> Submission:
     """Live backups of this identity exist: carry on the attempt that made one (recorded by its id; or an
-    open attempt that may have made it: its job names it, or, with no job id written, it bears the name the
-    attempt's create sent), or else record an attempt that adopts the newest (made by someone this ledger
+    open attempt that may have made it: its ended job names it, its running job is waited for, or, with no
+    job id written, it bears the name the attempt's create sent), or else record an attempt that adopts the
+    newest (made by someone this ledger
     does not know, so never ours to delete)."""
     rows = await asyncio.to_thread(_attempts, engine, plan, disk, slot)
     newest_first = sorted(live, key=lambda b: (b.created_at, b.id), reverse=True)
@@ -220,6 +222,11 @@ async def _adopt(
     if row is None:
         row, backup = await _made_by_open_attempt(client, rows, newest_first)
         claimed = row is not None
+        if row is not None and backup is None:  # its job still runs: wait for it, it names its backup
+            assert row.id is not None and row.job_id is not None
+            await asyncio.to_thread(_take_up, engine, row.id, run_id)
+            log.info("%s: resuming job %s of an earlier attempt", disk.label, row.job_id)
+            return Submission(disk, row.id, name, marker, job_id=row.job_id)
     if row is None or backup is None:
         backup = newest_first[0]
         new = await asyncio.to_thread(_new_attempt, engine, run_id, plan, slot, disk, name, now)
@@ -269,13 +276,18 @@ def _recorded(rows: list[DiskBackup], live: list[Backup]) -> tuple[DiskBackup | 
 async def _made_by_open_attempt(
     client: CloudClient, rows: list[DiskBackup], live: list[Backup]
 ) -> tuple[DiskBackup | None, Backup | None]:
-    """An open attempt (newest first) and the live backup it made, if any."""
+    """An open attempt (newest first) and the live backup it made, if any. An attempt whose job is still
+    running comes back without a backup (the job names its backup only once it has ended, §2.8): the run
+    then waits for that job rather than guessing which backup is its."""
     by_id = {b.id: b for b in live}
     for row in reversed(rows):
         if row.status not in DiskBackupStatus.unfinished() or row.backup_id:
             continue
         if row.job_id:
-            made = by_id.get(await job_backup_id(client, row.job_id) or "")
+            job = await _job(client, row.job_id)
+            if job is not None and job.status not in ("SUCCESS", "FAIL"):
+                return row, None
+            made = by_id.get(job.backup_id or "") if job is not None else None
         else:
             made = next((b for b in live if may_have_made(row, b)), None)
         if made is not None:
@@ -283,12 +295,11 @@ async def _made_by_open_attempt(
     return None, None
 
 
-async def job_backup_id(client: CloudClient, job_id: str) -> str | None:
-    """The backup a create job names (its entities carry it from the start), or None when unknown."""
+async def _job(client: CloudClient, job_id: str) -> Job | None:
     try:
-        return (await client.vbs.get_job(job_id)).backup_id
+        return await client.vbs.get_job(job_id)
     except CloudError as exc:
-        log.warning("job %s: could not read which backup it made: %s", job_id, exc)
+        log.warning("job %s: could not read it: %s", job_id, exc)
         return None
 
 

@@ -7,7 +7,8 @@ cloud says (the run's listing of those disks' backups, one `get_job` where the l
 
 * its backup is known: `available` -> succeeded, `error` -> failed, gone -> failed (vanished), still
   `creating` -> left for the run in that slot, or a later one;
-* its backup is not known but its job is: the job says which backup it made, and how it ended;
+* its backup is not known but its job is: the ended job says which backup it made and how it ended (a
+  job still running is left for the run in that slot, which waits for it, or a later one);
 * neither is known (the run died between the create and writing the job id): the backup of its identity,
   with the name its create sent, that appeared after the intent and that no other attempt recorded is
   claimed as the attempt's;
@@ -154,9 +155,9 @@ async def _from_job(
             error_code=job.error_code,
             error_reason=job.fail_reason,
         )
-    if job.backup_id and job.backup_id in by_id:  # the job names its backup from the start
-        return _from_backup(engine, row, by_id[job.backup_id])
     if job.status == "SUCCESS":
+        if job.backup_id and job.backup_id in by_id:
+            return _from_backup(engine, row, by_id[job.backup_id])
         return _write(
             engine,
             row,
