@@ -289,7 +289,8 @@ async def _made_by_open_attempt(
                 return row, None
             made = by_id.get(job.backup_id or "") if job is not None else None
         else:
-            made = next((b for b in live if may_have_made(row, b)), None)
+            # oldest first: a copy of the backup this attempt made is always newer than it
+            made = next((b for b in reversed(live) if may_have_made(row, b)), None)
         if made is not None:
             return row, made
     return None, None

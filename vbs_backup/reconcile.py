@@ -111,7 +111,9 @@ async def _settle(
             b for b in backups if b.description == marker and b.id not in claimed and may_have_made(row, b)
         ]
         if appeared:
-            return _from_backup(engine, row, max(appeared, key=lambda b: (b.created_at, b.id)))
+            # The first to appear after the intent: the create follows its intent at once, and a copy of
+            # our backup is always newer than the backup it copies.
+            return _from_backup(engine, row, min(appeared, key=lambda b: (b.created_at, b.id)))
     reason = "the run died before a backup of this attempt appeared in the cloud"
     return _write(engine, row, DiskBackupStatus.abandoned, error_reason=reason)
 
