@@ -14,10 +14,10 @@ from prefect.states import Completed, Failed, State
 from sqlmodel import Session
 
 from tasks.backup import back_up_disk, confirm, reconcile
-from tasks.discovery import discover_servers, discovered
+from tasks.discovery import discover_servers
 from tasks.report import publish_summary
 from tasks.retention import apply_server_retention, list_backups
-from tasks.runtime import RunContext, open_run
+from tasks.runtime import RunContext, open_run, unwrap
 from vbs_backup.cloud.models.backups import Backup
 from vbs_backup.config import BackupPlan
 from vbs_backup.disk_backups import DiskOutcome
@@ -69,7 +69,7 @@ async def run_plan(
     """Run one plan end to end and return the flow's final state."""
     logger = get_run_logger()
     async with open_run(plan, credentials=credentials) as ctx:
-        servers = discovered(await discover_servers(ctx))  # an expected failure: raised, run Failed
+        servers = unwrap(await discover_servers(ctx))  # an expected failure: raised, run Failed
         disks = [d for s in servers for d in s.disks]
         logger.info("%d servers, %d disks selected (slot %s)", len(servers), len(disks), ctx.slot.isoformat())
         # The cloud is the truth: what exists before the run settles earlier attempts and is adopted; what

@@ -15,19 +15,15 @@ from vbs_backup.cloud import CloudClient
 from vbs_backup.config import BackupPlan
 from vbs_backup.targets import DiskTarget, ServerTarget, discover_targets
 
-from .runtime import Refusal, RunContext, refusing, unwrap
+from .runtime import Refusal, RunContext, refusing
 
-__all__ = ["discover_servers", "discovered", "plan_disks"]
+__all__ = ["discover_servers", "plan_disks"]
 
 
 @task(name="discover-servers", cache_policy=NO_CACHE)
 async def discover_servers(ctx: RunContext) -> list[ServerTarget] | Refusal:
     """Servers chosen by the plan, each with every attached disk to back up; or why they cannot be."""
     return await refusing(discover_targets(ctx.client, ctx.plan))
-
-
-# The servers `discover_servers` found; a `Refusal` is raised (as `RunRefused`) in the flow.
-discovered = unwrap
 
 
 async def plan_disks(client: CloudClient, plan: BackupPlan) -> list[DiskTarget]:

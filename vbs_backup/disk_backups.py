@@ -83,10 +83,14 @@ class DiskOutcome:
         return self.status in DiskBackupStatus.successes()
 
 
-def newest_live(backups: Iterable[Backup], marker: str) -> Backup | None:
-    """The newest backup of the identity `marker` that is not failed or going away."""
+def live_of(backups: Iterable[Backup], marker: str) -> list[Backup]:
+    """The backups of the identity `marker` that are not failed or going away, newest first."""
     live = [b for b in backups if b.description == marker and str(b.status) in LIVE]
-    return max(live, key=lambda b: (b.created_at, b.id), default=None)
+    return sorted(live, key=lambda b: (b.created_at, b.id), reverse=True)
+
+
+def newest_live(backups: Iterable[Backup], marker: str) -> Backup | None:
+    return next(iter(live_of(backups, marker)), None)
 
 
 async def submit_disk_backup(
@@ -113,7 +117,7 @@ async def submit_disk_backup(
         raise exc
     if known is None:
         known = await client.vbs.find_backups_by_description(marker, disk.volume_id)
-    live = [b for b in known if b.description == marker and str(b.status) in LIVE]
+    live = live_of(known, marker)
     if live:
         return await _adopt(client, engine, run_id, plan, slot, disk, name, marker, live, now)
 
@@ -211,16 +215,16 @@ async def _adopt(
     live: list[Backup],
     now: datetime | None,
 ) -> Submission:
-    """Live backups of this identity exist: carry on the attempt that made one (recorded by its id; or an
-    open attempt that may have made it: its ended job names it, its running job is waited for, or, with no
-    job id written, it bears the name the attempt's create sent), or else record an attempt that adopts the
-    newest (made by someone this ledger
-    does not know, so never ours to delete)."""
+    """Live backups of this identity exist (`live`, newest first): carry on the attempt that made one
+    (recorded by its id; or an open attempt that may have made it: its ended job names it, its running job
+    is waited for, or, with no job id written, it bears the name the attempt's create sent), or else record
+    an attempt that adopts the newest (made by someone this ledger does not know, so never ours to
+    delete)."""
     rows = await asyncio.to_thread(_attempts, engine, plan, disk, slot)
-    newest_first = sorted(live, key=lambda b: (b.created_at, b.id), reverse=True)
-    row, backup, claimed = _recorded(rows, newest_first)
+    row, backup = _recorded(rows, live)
+    claimed = False
     if row is None:
-        row, backup = await _made_by_open_attempt(client, rows, newest_first)
+        row, backup = await _made_by_open_attempt(client, rows, live)
         claimed = row is not None
         if row is not None and backup is None:  # its job still runs: wait for it, it names its backup
             assert row.id is not None and row.job_id is not None
@@ -228,7 +232,7 @@ async def _adopt(
             log.info("%s: resuming job %s of an earlier attempt", disk.label, row.job_id)
             return Submission(disk, row.id, name, marker, job_id=row.job_id)
     if row is None or backup is None:
-        backup = newest_first[0]
+        backup = live[0]
         new = await asyncio.to_thread(_new_attempt, engine, run_id, plan, slot, disk, name, now)
         log.info("%s: adopting backup %s of %s, made outside this ledger", disk.label, backup.id, marker)
         return await _claim(engine, new, name, marker, disk, backup, created_by_us=False)
@@ -264,13 +268,13 @@ def _take_up(engine: Engine, row_id: int, run_id: int) -> None:
         take_up_attempt(session=session, disk_backup_id=row_id, run_id=run_id)
 
 
-def _recorded(rows: list[DiskBackup], live: list[Backup]) -> tuple[DiskBackup | None, Backup | None, bool]:
+def _recorded(rows: list[DiskBackup], live: list[Backup]) -> tuple[DiskBackup | None, Backup | None]:
     """The newest live backup that an attempt recorded, with that attempt."""
     for backup in live:
         row = next((r for r in rows if r.backup_id == backup.id), None)
         if row is not None:
-            return row, backup, False
-    return None, None, False
+            return row, backup
+    return None, None
 
 
 async def _made_by_open_attempt(

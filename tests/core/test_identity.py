@@ -78,4 +78,6 @@ def test_the_marker_carries_plan_and_slot_and_reads_back():
 def test_plan_names_never_match_by_prefix():
     slot = utc(2026, 11, 29, 23, 0)
     plan = BackupPlan.model_validate({"name": "arch", "selection": {"tags": {"a": "b"}}})
-    assert parse_marker(identity_marker("archive", slot))[0] != plan.name
+    assert parse_marker(identity_marker("archive", slot)) == ("archive", slot)
+    assert parse_marker(plan.identity_marker(slot)) == ("arch", slot)
+    assert parse_marker(f"vbsb1 plan={'p' * 33} slot=202611292300") is None  # plan names have 32 at most
