@@ -271,10 +271,18 @@ async def test_a_throttled_create_is_retried_because_it_never_ran(throttled):
     assert names == ["throttled-once"]  # one backup, not two
 
 
-async def test_persistent_throttling_ends_in_throttled_error(throttled):
+async def test_persistent_throttling_ends_in_throttled_error_at_the_deadline(throttled):
+    # Throttled attempts do not count against max_attempts (3): they are retried until the call's throttle
+    # deadline, here `throttle_patience` (100 s on the gateway's fake clock) after its first attempt.
     throttled.control.post("/_emulator/rate_limit", json={"rate": 0.001, "burst": 1}).raise_for_status()
     slept: list[float] = []
-    retry = RetryPolicy(max_attempts=3, cap=30, sleep=fake_sleeper(throttled, slept))
+    retry = RetryPolicy(
+        max_attempts=3,
+        cap=30,
+        throttle_patience=100,
+        sleep=fake_sleeper(throttled, slept),
+        clock=lambda: throttled.monotonic[0],
+    )
 
     async with connect(throttled.project, retry=retry) as cloud:
         await cloud.ecs.list_servers()
@@ -283,5 +291,5 @@ async def test_persistent_throttling_ends_in_throttled_error(throttled):
 
     assert (caught.value.code, caught.value.http_status) == ("APIGW.0308", 429)
     assert caught.value.retry_after is not None and caught.value.retry_after >= 900
-    assert slept == [30, 30]  # Retry-After, capped
-    assert throttled.log("ecs.list_servers") == [200, 429, 429, 429]
+    assert slept == [30, 30, 30]  # Retry-After, capped; a fourth wait would end past the deadline
+    assert throttled.log("ecs.list_servers") == [200, 429, 429, 429, 429]

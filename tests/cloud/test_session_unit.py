@@ -168,13 +168,22 @@ async def test_429_retry_after_is_capped_and_the_gateway_code_waits_at_least_two
     assert sleeps.calls[1] != sleeps.calls[2]
 
 
-async def test_429_that_never_ends_raises_throttled_with_retry_after():
+async def test_429_that_never_ends_raises_throttled_with_retry_after_at_the_deadline():
+    # 429s do not count against max_attempts (2): a throttled call is retried until its throttle deadline
+    # (`throttle_patience` after its first attempt), then the last 429 is raised.
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
     cloud = scripted(throttled("4"))
-    async with make_session(cloud, retry=RetryPolicy(max_attempts=2, wait=False)) as session:
+    retry = RetryPolicy(max_attempts=2, throttle_patience=10, sleep=sleep, clock=lambda: now[0])
+    async with make_session(cloud, retry=retry) as session:
         with pytest.raises(ThrottledError) as info:
             await session.request(Service.VBS, "POST", f"/v2/{PID}/cloudbackups", json={})
     assert info.value.retry_after == 4.0
-    assert len(cloud.requests) == 2
+    assert len(cloud.requests) == 3  # at 0, 4 and 8 s; one at 12 s would be past the deadline
+    assert now[0] == 8.0
 
 
 async def test_post_is_not_retried_on_500():

@@ -106,7 +106,9 @@ class CloudClient:
         missing. `endpoint` is one URL for every service (the emulator); `endpoints` replaces the computed
         ones entirely. `timeout` bounds each phase of a request (connect, each read/write) and `deadline`
         each attempt as a whole (default: twice the timeout; a server that drips its answer cannot hold
-        a call). `max_requests_per_second` (None = unlimited) bounds our own request rate.
+        a call). `max_requests_per_second` (None = unlimited) bounds our own request rate; the limiter
+        lowers it when the gateway answers 429 and climbs back towards it (ratelimit.py), and
+        `client.session.rate_report()` says what rate was achieved.
         """
         if endpoints is None:
             endpoints = Endpoints.for_cloud(cloud, region, override=endpoint)
@@ -134,7 +136,8 @@ class CloudClient:
         limiter = None
         if max_requests_per_second is not None:
             # Half the rate as burst: after a stall our requests leave spread out instead of in a clump
-            # that the gateway's own bucket (typically burst = rate) answers with 429s.
+            # that the gateway's own bucket (typically burst = rate) answers with 429s. The configured rate
+            # is a ceiling: the limiter adapts to the gateway's 429s (AIMD, defaults in ratelimit.py).
             limiter = RateLimiter(max_requests_per_second, burst=max(1, int(max_requests_per_second / 2)))
         session = CloudSession(
             endpoints=endpoints,

@@ -6,7 +6,7 @@ Exactly these, nothing else (`is_retryable`):
 |------------------------------------------------------|--------------------------------------|
 | connection never established (connect error/timeout) | always: the operation did not run    |
 | other transport errors (read timeout, dropped conn.) | idempotent calls only                |
-| 429 throttled                                        | always: the gateway refused it first |
+| 429 throttled                                        | always, until the throttle deadline  |
 | 500, 502, 503, 504                                   | idempotent calls only                |
 | anything else                                        | never                                |
 
@@ -14,17 +14,30 @@ So a create POST is never re-sent after a timeout or a 5xx: it may have run, and
 second backup. The caller looks the backup up by its deterministic name instead (and the task layer retries
 failed *jobs*, never these errors, so attempts do not multiply).
 
+A 429 means the gateway refused the call before it ran, so re-sending it is safe for every method, creates
+included, and says nothing about the call itself: throttled attempts are not counted against
+`max_attempts` (which bounds the other failures, as before) but retried until a deadline. The caller sets
+that deadline around a unit of work with `retry_throttled_until(time.monotonic() + budget)` (a context
+variable: every asyncio task runs in a copy of its creator's context, so each disk's task can have its
+own); without one, a call gives up `RetryPolicy.throttle_patience` (900 s) after its first attempt. A
+throttled call gives up, raising the `ThrottledError` of its last answer, when its next attempt could not
+start before the deadline. `RetryPolicy.start()` returns the per-call book-keeping (`CallRetries`).
+
 Waiting is exponential back-off with full jitter (`uniform(0, min(cap, base * 2**(attempt-1)))`), except
 for a 429, which waits `Retry-After` (capped) and at least 2-3 s (a jittered floor) when the gateway says
 APIGW.0308, as Huawei advises "retry after 2-5 s" (reference §5f). `RetryPolicy(wait=False)` removes
-every wait, for tests; `sleep` can be injected.
+every wait, for tests (give it a short `throttle_patience` or a deadline when the test throttles without
+end); `sleep` and `clock` (which the deadline is read on) can be injected.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import httpx
@@ -37,7 +50,16 @@ from .errors import (
     parse_retry_after,
 )
 
-__all__ = ["RETRYABLE_5XX", "THROTTLE_CODES", "RetryPolicy", "describe", "is_retryable"]
+__all__ = [
+    "RETRYABLE_5XX",
+    "THROTTLE_CODES",
+    "CallRetries",
+    "RetryPolicy",
+    "describe",
+    "is_retryable",
+    "retry_throttled_until",
+    "throttle_deadline",
+]
 
 Outcome = BaseException | httpx.Response
 
@@ -45,6 +67,25 @@ RETRYABLE_5XX = frozenset({500, 502, 503, 504})
 # The gateway's throttling codes: OTC docs spell both (reference §5f).
 THROTTLE_CODES = frozenset({"APIGW.0308", "APIG.0308"})
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+_THROTTLE_DEADLINE: ContextVar[float | None] = ContextVar("vbs_backup_throttle_deadline", default=None)
+
+
+@contextmanager
+def retry_throttled_until(deadline_monotonic: float | None) -> Iterator[None]:
+    """Within this block (this task and the tasks it starts), throttled calls are retried until
+    `deadline_monotonic` (on `RetryPolicy.clock`, `time.monotonic()` by default), instead of for the
+    policy's `throttle_patience`; None restores that default. Nests: the innermost block wins."""
+    token = _THROTTLE_DEADLINE.set(deadline_monotonic)
+    try:
+        yield
+    finally:
+        _THROTTLE_DEADLINE.reset(token)
+
+
+def throttle_deadline() -> float | None:
+    """The deadline set by the innermost `retry_throttled_until` around the caller, or None."""
+    return _THROTTLE_DEADLINE.get()
 
 
 def _status(outcome: Outcome) -> int | None:
@@ -102,7 +143,9 @@ async def _asyncio_sleep(seconds: float) -> None:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How many attempts (first one included) and how long to wait between them."""
+    """How many attempts (first one included; throttled ones not counted) and how long to wait between
+    them; how long a throttled call keeps trying when the caller set no deadline (`throttle_patience`
+    seconds from its first attempt)."""
 
     max_attempts: int = 5
     base: float = 0.5
@@ -111,12 +154,23 @@ class RetryPolicy:
     throttle_min_wait: float = 2.0
     sleep: Callable[[float], Awaitable[None]] = _asyncio_sleep
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+    throttle_patience: float = 900.0
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if self.base < 0 or self.cap < 0:
             raise ValueError("base and cap must not be negative")
+        if self.throttle_patience < 0:
+            raise ValueError("throttle_patience must not be negative")
+
+    def start(self) -> CallRetries:
+        """The retry book-keeping of one call that starts now, under the caller's throttle deadline."""
+        deadline = throttle_deadline()
+        if deadline is None:
+            deadline = self.clock() + self.throttle_patience
+        return CallRetries(self, deadline)
 
     def backoff(self, attempt: int) -> float:
         """Full-jitter exponential back-off after failed attempt number `attempt` (1-based)."""
@@ -140,3 +194,33 @@ class RetryPolicy:
     async def pause(self, seconds: float) -> None:
         if self.wait and seconds > 0:
             await self.sleep(seconds)
+
+
+class CallRetries:
+    """One call's retries: failures counted against `max_attempts` (everything but 429) and throttled
+    attempts, which are retried until `deadline` (on the policy's clock) instead."""
+
+    def __init__(self, policy: RetryPolicy, deadline: float) -> None:
+        self.policy = policy
+        self.deadline = deadline
+        self.failures = 0  # failed attempts that count against max_attempts
+        self.throttled = 0  # attempts answered 429
+
+    def next_delay(self, outcome: Outcome, idempotent: bool, *, not_before: float = 0.0) -> float | None:
+        """Seconds to wait before re-sending a call whose last attempt ended in `outcome`, or None to give
+        up. `not_before`: seconds before which the next attempt cannot start anyway (our rate limiter's
+        Retry-After pause), so that a throttled call gives up now rather than after the deadline."""
+        if _status(outcome) == 429:
+            self.throttled += 1
+            delay = self.policy.delay(self.throttled, outcome)
+            if self.policy.clock() + max(delay, not_before) >= self.deadline:
+                return None
+            return delay
+        self.failures += 1
+        if self.failures >= self.policy.max_attempts or not is_retryable(outcome, idempotent):
+            return None
+        return self.policy.delay(self.failures, outcome)
+
+    def remaining(self) -> float:
+        """Seconds left until the throttle deadline."""
+        return max(0.0, self.deadline - self.policy.clock())

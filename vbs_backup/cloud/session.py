@@ -2,8 +2,11 @@
 
 Per attempt: wait for the rate limiter, send through one `httpx.AsyncClient` (whose `auth` signs or adds
 the token), log one INFO line on `vbs_backup.cloud` (`operation method path status elapsed_ms request_id`,
-never headers or bodies), count the attempt in `stats`. Then either return the response (status in `ok`),
-retry (see retry.py for exactly what), or raise the matching `CloudError` (errors.py).
+never headers or bodies), count the attempt in `stats`, and tell the rate limiter how the gateway answered
+(`throttled(retry_after)` for a 429, `succeeded()` for any other answer: it adapts its rate, ratelimit.py).
+Then either return the response (status in `ok`), retry (see retry.py for exactly what: a 429 until the
+caller's throttle deadline, other failures at most `max_attempts` times), or raise the matching
+`CloudError` (errors.py).
 
 The interface (names and signatures) was fixed by the lead; the facades in vbs.py/ecs.py/evs.py/iam.py
 call `request`, `json` and `paginate`.
@@ -30,11 +33,12 @@ from .errors import (
     InvalidResponseError,
     TransportError,
     parse_error_body,
+    parse_retry_after,
     raise_from_response,
     safe_url,
 )
-from .ratelimit import RateLimiter
-from .retry import RetryPolicy, describe, is_retryable
+from .ratelimit import RateLimiter, RateReport
+from .retry import CallRetries, RetryPolicy, describe
 
 __all__ = ["CloudSession", "Service"]
 
@@ -171,6 +175,10 @@ class CloudSession:
     def __repr__(self) -> str:
         return f"CloudSession(vbs={self.endpoints.vbs!r}, project_id={self.project_id!r}, auth={self.auth!r})"
 
+    def rate_report(self) -> RateReport | None:
+        """The rate limiter's report (requests, 429s, achieved and lowest rate), None without a limiter."""
+        return self.rate_limiter.report() if self.rate_limiter is not None else None
+
     def _http(self) -> httpx.AsyncClient:
         if self._closed:
             raise CloudError("this CloudSession is closed")
@@ -210,7 +218,9 @@ class CloudSession:
         `/v2/{project_id}/cloudbackups` already formatted). Returns the response when its status is in
         `ok`, else raises the matching `CloudError` subclass (see errors.py). `idempotent` defaults to
         True for GET/HEAD/PUT/DELETE/OPTIONS and False for POST; only idempotent calls are retried after
-        a transport error or a 5xx; 429 (throttled before the operation ran) is retried for every method.
+        a transport error or a 5xx; 429 (throttled before the operation ran) is retried for every method,
+        without counting against `max_attempts`, until the throttle deadline (`retry_throttled_until`
+        around the caller, else the policy's `throttle_patience` from now; retry.py).
         `operation` names the API operation for logs (e.g. "vbs.create_backup"). A path that would not
         reach what it names (a `.`/`..` segment, encoded or not) is a ValueError, raised before anything
         is sent (`_check_path`)."""
@@ -225,6 +235,7 @@ class CloudSession:
         url = self.endpoints.url(service) + path
         query = _clean_params(params)
         client = self._http()
+        retries = self.retry.start()  # reads the caller's throttle deadline
         attempt = 0
         assert self._in_flight is not None
         while True:
@@ -248,7 +259,7 @@ class CloudSession:
                     operation=op,
                 )
                 self._log(op, method, path, "DeadlineExceeded", started, None)
-                if await self._backoff(attempt, error, idempotent, op):
+                if await self._backoff(retries, attempt, error, idempotent, op):
                     continue
                 raise error from exc
             except httpx.TransportError as exc:
@@ -256,23 +267,30 @@ class CloudSession:
                     exc, method=method, url=httpx.URL(url, params=query), operation=op
                 )
                 self._log(op, method, path, type(exc).__name__, started, None)
-                if await self._backoff(attempt, error, idempotent, op):
+                if await self._backoff(retries, attempt, error, idempotent, op):
                     continue
                 raise error from exc
             except ApiError as exc:
                 # Raised by the auth flow (the token request failed): the call itself was not executed,
                 # so the retry decision is the token request's, which is safe to repeat.
-                if await self._backoff(attempt, exc, True, op):
+                if exc.http_status == 429 and self.rate_limiter is not None:
+                    self.rate_limiter.throttled(getattr(exc, "retry_after", None))
+                if await self._backoff(retries, attempt, exc, True, op):
                     continue
                 raise
             status = response.status_code
+            if self.rate_limiter is not None:
+                if status == 429:
+                    self.rate_limiter.throttled(parse_retry_after(response.headers.get("Retry-After")))
+                else:
+                    self.rate_limiter.succeeded()
             if status in ok:
                 self._log(
                     op, method, response.url.path, status, started, response.headers.get("X-Request-Id")
                 )
                 return response
             self._log(op, method, response.url.path, status, started, parse_error_body(response)[2])
-            if await self._backoff(attempt, response, idempotent, op):
+            if await self._backoff(retries, attempt, response, idempotent, op):
                 continue
             raise_from_response(response, operation=op)
 
@@ -291,20 +309,35 @@ class CloudSession:
                 raise
             raise _DeadlineExceeded() from exc
 
-    async def _backoff(self, attempt: int, outcome: Any, idempotent: bool, op: str) -> bool:
+    async def _backoff(
+        self, retries: CallRetries, attempt: int, outcome: Any, idempotent: bool, op: str
+    ) -> bool:
         """Wait and return True when attempt number `attempt`, which ended in `outcome`, is to be retried."""
-        if attempt >= self.retry.max_attempts or not is_retryable(outcome, idempotent):
+        pause = self.rate_limiter.pause_remaining() if self.rate_limiter is not None else 0.0
+        throttled_before = retries.throttled
+        delay = retries.next_delay(outcome, idempotent, not_before=pause)
+        if delay is None:
             return False
-        delay = self.retry.delay(attempt, outcome)
-        log.warning(
-            "retrying %s: attempt %d of %d failed with %s; next attempt in %.2fs",
-            op,
-            attempt,
-            self.retry.max_attempts,
-            describe(outcome),
-            delay,
-            extra={"operation": op, "attempt": attempt, "wait": delay},
-        )
+        if retries.throttled > throttled_before:
+            log.warning(
+                "retrying %s: attempt %d was throttled (%s); next attempt in %.2fs (deadline in %.0fs)",
+                op,
+                attempt,
+                describe(outcome),
+                delay,
+                retries.remaining(),
+                extra={"operation": op, "attempt": attempt, "wait": delay, "throttled": True},
+            )
+        else:
+            log.warning(
+                "retrying %s: attempt %d of %d failed with %s; next attempt in %.2fs",
+                op,
+                retries.failures,
+                self.retry.max_attempts,
+                describe(outcome),
+                delay,
+                extra={"operation": op, "attempt": attempt, "wait": delay},
+            )
         await self.retry.pause(delay)
         return True
 
