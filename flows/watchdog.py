@@ -1,6 +1,8 @@
 """The hourly watchdog flow: ends Failed, naming what is wrong, when a protected disk's newest good backup
 is older than the RPO, when the plan's nightly run did not happen, or when a disk the plan protects has
-never been backed up. Failing is the point: the alert automations fire on it.
+never been backed up, or when a backup quota of the project is used up. Failing is the point: the alert
+automations fire on it. A quota at or above 80 % is a warning: logged at WARNING, in the artifact and the
+run's message, but the run stays Completed (nothing is unprotected yet).
 
 The checks are `vbs_backup.watchdog`'s; here they are fed with the cloud's view of the plan (which disks it
 protects today, and which backups of the plan those disks have) and the ledger's (its runs, and what it
@@ -20,6 +22,7 @@ from pydantic import Field
 
 from tasks.runtime import CloudContext, Refusal, open_cloud
 from vbs_backup.cloud.errors import CloudError
+from vbs_backup.cloud.models.backups import Quotas
 from vbs_backup.config import BackupPlan
 from vbs_backup.pruning import backups_by_volume
 from vbs_backup.targets import DiskTarget, SelectionError, discover_targets
@@ -52,6 +55,15 @@ async def discover_protected_disks(
     return disks, newest_in_cloud(plan.name, {d.volume_id: listed.get(d.volume_id, []) for d in disks})
 
 
+@task(name="read-quotas", cache_policy=NO_CACHE)
+async def read_quotas(cloud: CloudContext) -> Quotas | Refusal:
+    """The project's backup quotas; or (returned, not raised) why they cannot be read."""
+    try:
+        return await cloud.client.vbs.get_quotas()
+    except CloudError as exc:
+        return Refusal.of(exc)
+
+
 @task(name="check-protection", cache_policy=NO_CACHE)
 def check(
     cloud: CloudContext,
@@ -60,8 +72,11 @@ def check(
     in_cloud: InCloud | None,
     error: str | None,
     rpo_hours: float,
+    quotas: Quotas | None = None,
+    quota_error: str | None = None,
 ) -> WatchdogReport:
-    """Compare the protected disks with what the cloud holds and the ledger recorded."""
+    """Compare the protected disks with what the cloud holds and the ledger recorded; and the project's
+    quotas with their limits."""
     now = cloud.time.now()
     snapshot = ledger_snapshot(cloud.engine, plan_name=plan.name, now=now, deployments=NIGHTLY_DEPLOYMENTS)
     return check_protection(
@@ -72,6 +87,8 @@ def check(
         now=now,
         discovery_error=error,
         cloud=in_cloud,
+        quotas=quotas,
+        quota_error=quota_error,
     )
 
 
@@ -108,10 +125,17 @@ async def _backup_watchdog(plan: BackupPlan, rpo_hours: float, credentials: str 
             disks, in_cloud, error = None, None, f"cannot list the plan's disks: {found.message}"
         else:
             (disks, in_cloud), error = found, None
-        report = check(cloud, plan, disks, in_cloud, error, rpo_hours)
+        read = await read_quotas(cloud)
+        quotas, quota_error = (
+            (None, f"cannot read them: {read.message}") if isinstance(read, Refusal) else (read, None)
+        )
+        report = check(cloud, plan, disks, in_cloud, error, rpo_hours, quotas, quota_error)
     message = report.message()
-    lines = "\n".join(f"| {f.kind.value} | {f.subject} | {f.detail} |" for f in report.findings)
-    table = f"| problem | what | detail |\n|---|---|---|\n{lines}\n" if lines else ""
+    rows = [(f, "problem") for f in report.findings] + [(w, "warning") for w in report.warnings]
+    lines = "\n".join(f"| {f.kind.value} ({level}) | {f.subject} | {f.detail} |" for f, level in rows)
+    table = f"| finding | what | detail |\n|---|---|---|\n{lines}\n" if lines else ""
+    for warning in report.warnings:
+        logger.warning("watchdog warning: %s", warning)
     await acreate_markdown_artifact(
         key="backup-watchdog", markdown=f"**{message}**\n\n{table}", description="Watchdog findings"
     )

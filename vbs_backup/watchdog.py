@@ -9,7 +9,14 @@ checks look from the outside, at the ledger and at what the plan selects in the 
 * `never_backed_up`: a protected disk has no good backup at all (a new disk, or one that always fails);
 * `discovery_failed`: the cloud could not say which disks the plan protects; the ledger's disks are then
   checked instead, so a cloud outage never hides stale backups;
-* `abandoned_run`: a run of the plan died without saying so (its heartbeat stopped); it is marked so.
+* `abandoned_run`: a run of the plan died without saying so (its heartbeat stopped); it is marked so;
+* `quota_exhausted`: a backup quota of the project (§2.16) is used up (>= 100 %): the next night's creates
+  would fail (its preflight refuses it);
+
+and warnings, which are reported (logged, in the artifact, in the message) but do not fail the run:
+
+* `quota_high`: a backup quota is at or above 80 % (`QUOTA_WARNING`): time to raise it or keep fewer;
+* `quota_unread`: the quotas could not be read (the protection checks are not affected).
 
 The cloud is the truth: when the disks' backups could be listed, a disk's newest good backup is the newest
 `available` backup carrying the plan's identity in the cloud (`newest_in_cloud`), whatever the ledger says;
@@ -21,17 +28,19 @@ marking of dead runs (`ledger_snapshot`). No Prefect here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, or_, select
 
-from .cloud.models.backups import Backup
+from .cloud.models.backups import Backup, Quotas
 from .identity import parse_marker
 from .ledger import DiskBackupStatus, Run, VolumeProtection, mark_abandoned_runs, protection_status
+from .quotas import BACKUPS, GIGABYTES, quota_use
 from .targets import DiskTarget
 
 __all__ = [
@@ -40,6 +49,7 @@ __all__ = [
     "LedgerSnapshot",
     "WatchdogReport",
     "check_protection",
+    "check_quotas",
     "human_age",
     "ledger_snapshot",
 ]
@@ -51,6 +61,13 @@ class FindingKind(StrEnum):
     never_backed_up = "never_backed_up"
     discovery_failed = "discovery_failed"
     abandoned_run = "abandoned_run"
+    quota_exhausted = "quota_exhausted"
+    quota_high = "quota_high"  # a warning
+    quota_unread = "quota_unread"  # a warning
+
+
+# A quota used to this share (used / limit) or more is a warning; used up (1.0) is a problem.
+QUOTA_WARNING = 0.8
 
 
 @dataclass(frozen=True)
@@ -74,8 +91,9 @@ class LedgerSnapshot:
 
 @dataclass(frozen=True)
 class WatchdogReport:
-    findings: list[Finding]
+    findings: list[Finding]  # problems: the run fails
     disks_checked: int
+    warnings: list[Finding] = field(default_factory=list)  # reported, the run does not fail
 
     @property
     def ok(self) -> bool:
@@ -83,8 +101,12 @@ class WatchdogReport:
 
     def message(self) -> str:
         if self.ok:
-            return f"all {self.disks_checked} protected disks have a good backup within the RPO"
-        return f"{len(self.findings)} protection problem(s): " + "; ".join(str(f) for f in self.findings)
+            text = f"all {self.disks_checked} protected disks have a good backup within the RPO"
+        else:
+            text = f"{len(self.findings)} protection problem(s): " + "; ".join(str(f) for f in self.findings)
+        if self.warnings:
+            text += f"; {len(self.warnings)} warning(s): " + "; ".join(str(w) for w in self.warnings)
+        return text
 
 
 def human_age(delta: timedelta) -> str:
@@ -139,12 +161,16 @@ def check_protection(
     now: datetime,
     discovery_error: str | None = None,
     cloud: Mapping[str, tuple[str, datetime] | None] | None = None,
+    quotas: Quotas | None = None,
+    quota_error: str | None = None,
 ) -> WatchdogReport:
     """Everything wrong with the protection of the plan's `disks` (as discovered in the cloud now).
 
     `disks=None` means discovery failed (`discovery_error` says why): every disk the ledger knows is
     checked for staleness instead, and the failure itself is a finding. `cloud` (from `newest_in_cloud`)
     is what the cloud holds: where given, it, not the ledger, says how old a disk's newest good backup is.
+    `quotas` (or `quota_error`, why they could not be read) adds the project's quota checks
+    (`check_quotas`).
     """
     if rpo <= timedelta(0):
         raise ValueError("the RPO must be positive")
@@ -204,7 +230,36 @@ def check_protection(
                     + _last_attempt(protection),
                 )
             )
-    return WatchdogReport(findings=findings, disks_checked=len(checked))
+    problems, warnings = check_quotas(quotas, error=quota_error)
+    return WatchdogReport(findings=findings + problems, disks_checked=len(checked), warnings=warnings)
+
+
+def check_quotas(quotas: Quotas | None, *, error: str | None = None) -> tuple[list[Finding], list[Finding]]:
+    """(problems, warnings) of the project's backup quotas: used up (>= 100 %) is a problem, since the next
+    night cannot create; at or above `QUOTA_WARNING` a warning. An unlimited quota (-1) is never either.
+    Quotas not read (`error`) are a warning: the protection checks say whether backups are missing."""
+    problems: list[Finding] = []
+    warnings: list[Finding] = []
+    if quotas is None:
+        if error is not None:
+            warnings.append(Finding(FindingKind.quota_unread, "project quotas", error))
+        return problems, warnings
+    for type_ in (BACKUPS, GIGABYTES):
+        use = quota_use(quotas, type_)
+        ratio = use.usage_ratio
+        if ratio is None or ratio < QUOTA_WARNING:
+            continue
+        percent = "100+" if ratio == float("inf") else str(math.floor(ratio * 100))  # 99.6 % is not 100
+        detail = f"{percent} % used ({use.used:,} of {use.limit:,} {use.unit})"
+        if ratio >= 1.0:
+            problems.append(
+                Finding(
+                    FindingKind.quota_exhausted, f"quota {type_}", f"{detail}: the next night cannot back up"
+                )
+            )
+        else:
+            warnings.append(Finding(FindingKind.quota_high, f"quota {type_}", detail))
+    return problems, warnings
 
 
 def _as_in_cloud(
