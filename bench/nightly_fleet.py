@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import math
 import os
@@ -47,6 +48,10 @@ MAX_PAGE = 1000  # largest page of the ECS server list (§5a), the EVS disk list
 SYSTEM_DISK_GIB = 40
 MAX_DISKS = 24  # /dev/vda .. /dev/vdx
 MIN_POLL_SECONDS = 0.1  # the plan's lower limit for poll_interval_seconds
+MAX_SERVERS = 10_000
+# The plan's own caps (BackupPlan): servers and jobs in flight at once; not caps on the fleet's size.
+PLAN_MAX_SERVERS = 1000
+PLAN_MAX_JOBS = 5000
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -104,10 +109,14 @@ class LowerBound:
     Requests are one resource served by the gateway's token bucket: request number k (1-based) cannot be
     sent before max(0, k - burst) / rate. An ideal client first reads the fleet in the largest pages (ECS
     servers, EVS disks), then creates the backups longest job first, so job i (0-based) cannot be created
-    before request pages + i + 1, and cannot end before that plus its duration (critical path). Every job
-    then costs at least one get_job, and retention one backups-list page per 1,000 disks; together with
-    the pages and the creates that is the fewest requests a run can make (request floor). The bound is
+    before request pages + i + 1, and cannot end before that plus its duration (critical path). It then
+    needs one backups-list page per 1,000 of the run's backups, read after the last job ended, to learn
+    that every job ended and how (the list shows `available` or `error`; retention reuses it): discovery
+    pages + creates + those list pages is the fewest requests a run can make (request floor). The bound is
     the larger of the two.
+
+    The model before fleet scale (`old_min_requests`) charged one `get_job` per job on top: kept beside
+    the new one for comparison.
     """
 
     discovery_pages: int
@@ -116,6 +125,8 @@ class LowerBound:
     critical_job_seconds: float
     min_requests: int
     request_floor: float
+    old_min_requests: int
+    old_request_floor: float
 
     @property
     def seconds(self) -> float:
@@ -134,7 +145,9 @@ def lower_bound(durations: list[float], *, servers: int, rate: float, burst: flo
     ordered = sorted(durations, reverse=True)
     ends = [earliest(pages + i + 1, rate, burst) + d for i, d in enumerate(ordered)]
     worst = max(range(jobs), key=ends.__getitem__)
-    min_requests = pages + 2 * jobs + math.ceil(jobs / MAX_PAGE)
+    list_pages = math.ceil(jobs / MAX_PAGE)
+    min_requests = pages + jobs + list_pages
+    old = pages + 2 * jobs + list_pages
     return LowerBound(
         discovery_pages=pages,
         critical_path=ends[worst],
@@ -142,6 +155,8 @@ def lower_bound(durations: list[float], *, servers: int, rate: float, burst: flo
         critical_job_seconds=ordered[worst],
         min_requests=min_requests,
         request_floor=earliest(min_requests, rate, burst),
+        old_min_requests=old,
+        old_request_floor=earliest(old, rate, burst),
     )
 
 
@@ -151,20 +166,56 @@ def lower_bound(durations: list[float], *, servers: int, rate: float, burst: flo
 
 class RequestTimes:
     """ASGI wrapper around the emulator: when the first and the last cloud request (not the control API)
-    arrived, on the process's monotonic clock, so the flow body is timed apart from Prefect's start."""
+    arrived, on the process's monotonic clock, so the flow body is timed apart from Prefect's start; and
+    when each volume's create arrived (its body names the volume), for the per-server create skew."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.first: float | None = None
         self.last: float | None = None
+        self.creates: dict[str, float] = {}  # volume id -> arrival of its first create
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         cloud = scope["type"] == "http" and not scope["path"].startswith("/_emulator")
         if cloud and self.first is None:
             self.first = time.monotonic()
+        if cloud and scope["method"] == "POST" and scope["path"].endswith("/cloudbackups"):
+            receive = self._noting_create(receive, time.monotonic())
         await self.app(scope, receive, send)
         if cloud:
             self.last = time.monotonic()
+
+    def _noting_create(self, receive: Receive, arrived: float) -> Receive:
+        body = bytearray()
+
+        async def noting() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                body.extend(message.get("body", b""))
+                if not message.get("more_body"):
+                    try:
+                        volume = json.loads(body)["backup"]["volume_id"]
+                    except (ValueError, KeyError, TypeError):
+                        return message
+                    self.creates.setdefault(volume, arrived)
+            return message
+
+        return noting
+
+
+def create_skew(fleet: dict[str, Any], creates: dict[str, float]) -> list[float]:
+    """Per server with at least two disks created: last create - first create of its disks, seconds."""
+    skews = []
+    for server in (s for p in fleet["projects"] for s in p["servers"]):
+        times = [creates[d["id"]] for d in server["disks"] if d["id"] in creates]
+        if len(times) >= 2:
+            skews.append(max(times) - min(times))
+    return skews
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
 
 
 @dataclass
@@ -228,6 +279,8 @@ class Result:
     flow_state: Any = None
     crashed_with: BaseException | None = None
     history: tuple[int, int, float] | None = None  # Prefect: recorded, expected, seconds after the flow
+    creates: dict[str, float] = field(default_factory=dict)  # volume -> first create's arrival
+    prefect_rss_mib: float | None = None  # a dedicated server's peak RSS (None: ephemeral, a child)
 
     @property
     def crashed(self) -> bool:
@@ -277,8 +330,8 @@ def make_plan(args: argparse.Namespace) -> BackupPlan:
         {
             "name": "bench",
             "selection": {"tags": {"backup": "nightly"}},  # every server of the fleet
-            "max_concurrent_servers": args.servers,
-            "max_concurrent_jobs": args.servers * args.disks,
+            "max_concurrent_servers": min(args.servers, PLAN_MAX_SERVERS),
+            "max_concurrent_jobs": min(args.servers * args.disks, PLAN_MAX_JOBS),
             "poll_interval_seconds": poll,
             "retention": {"keep_last": 7},
         }
@@ -305,7 +358,8 @@ async def run_once(args: argparse.Namespace, workdir: Path) -> Result:
     try:
         assert server.url is not None
         with httpx.Client(base_url=server.url + "/_emulator", timeout=30) as control:
-            control.post("/rate_limit", json={"rate": args.rate, "burst": args.rate}).raise_for_status()
+            gateway = {"rate": args.gateway_rate, "burst": max(1, int(args.gateway_rate))}
+            control.post("/rate_limit", json=gateway).raise_for_status()
             result.settings = control.get("/settings").json()
         point_flow_at(server.url, f"sqlite:///{workdir / 'ledger.sqlite'}", args.rate)
 
@@ -324,6 +378,7 @@ async def run_once(args: argparse.Namespace, workdir: Path) -> Result:
             timings.before_first_request = times.first - start
             timings.makespan = times.last - times.first
             timings.after_last_request = end - times.last
+        result.creates = dict(times.creates)
         state.tick()  # a scaled clock moves without requests: count jobs as they are now
         with state.locked():
             result.log = list(state.request_log)
@@ -335,10 +390,10 @@ async def run_once(args: argparse.Namespace, workdir: Path) -> Result:
 
     flow_run_id = result.flow_state.state_details.flow_run_id if result.flow_state is not None else None
     if flow_run_id is not None:
-        # per disk a backup and a retention task, plus discover-servers, list-backups, publish-summary
-        result.history = await prefect_history(
-            prefect.api_url, flow_run_id, 2 * len(disk_sizes(result.fleet)) + 3
-        )
+        # a task per disk and a retention task per server, plus discover-servers, check-quota,
+        # list-backups (twice), reconcile, confirm and publish-summary
+        expected = len(disk_sizes(result.fleet)) + args.servers + 7
+        result.history = await prefect_history(prefect.api_url, flow_run_id, expected)
     prefect.stop()  # now, not at exit: its peak RSS then shows in RUSAGE_CHILDREN
     result.ledger = read_ledger(f"sqlite:///{workdir / 'ledger.sqlite'}")
     return result
@@ -405,8 +460,10 @@ def report(args: argparse.Namespace, result: Result) -> None:
     n_disks = len(sizes)
     fixed = settings["job_start_seconds"] + settings["job_base_seconds"]
     virtual = [fixed + settings["job_seconds_per_gib"] * size for size in sizes]
+    # the bound is at the rate the gateway really allows (the client cannot beat it), with its burst
+    real_rate, real_burst = min(args.rate, args.gateway_rate), max(1, int(args.gateway_rate))
     bound = lower_bound(
-        [v / args.speed for v in virtual], servers=args.servers, rate=args.rate, burst=args.rate
+        [v / args.speed for v in virtual], servers=args.servers, rate=real_rate, burst=real_burst
     )
     by_op = Counter(op or "(no route)" for op, _, _, _ in log)
     throttled = Counter(op or "(no route)" for op, _, _, status in log if status == 429)
@@ -421,13 +478,13 @@ def report(args: argparse.Namespace, result: Result) -> None:
         f"{max(virtual):.0f} virtual s ({fixed:g} + {settings['job_seconds_per_gib']:g} s/GiB)"
     )
     print(
-        f"speed {args.speed:g}x; gateway {args.rate:g} req/s (burst {args.rate:g}), client limiter "
-        f"{args.rate:g} req/s; poll {args.poll:g} virtual s = {plan.poll_interval_seconds:g} real s; "
+        f"speed {args.speed:g}x; gateway {args.gateway_rate:g} req/s (burst {real_burst}), client configured "
+        f"for {args.rate:g} req/s; poll {args.poll:g} virtual s = {plan.poll_interval_seconds:g} real s; "
         f"servers/jobs in parallel {plan.max_concurrent_servers}/{plan.max_concurrent_jobs}"
     )
 
     print("\ntime, real seconds")
-    print(row("Prefect ephemeral server start", timings.prefect_start, "(before the flow is called)"))
+    print(row(f"Prefect {prefect_kind(args)} start", timings.prefect_start, "(before the flow is called)"))
     print(row("flow called -> first cloud request", timings.before_first_request, "(flow run, ledger)"))
     print(row("MAKESPAN: first -> last cloud request", timings.makespan, virtual_min(timings.makespan)))
     print(row("last cloud request -> flow returned", timings.after_last_request, "(summary, ledger)"))
@@ -435,10 +492,10 @@ def report(args: argparse.Namespace, result: Result) -> None:
 
     print("\nlower bound, real seconds from the first request")
     print(
-        "  model: one token bucket (rate, burst = rate) serves every request; an ideal client reads the\n"
-        f"  fleet in {bound.discovery_pages} page(s) of {MAX_PAGE} (servers, disks), creates the longest job "
-        "first, then needs\n"
-        f"  one get_job per job and one backups-list page per {MAX_PAGE} disks for retention."
+        f"  model: one token bucket ({real_rate:g} req/s, burst {real_burst}) serves every request; an ideal "
+        f"client reads the\n  fleet in {bound.discovery_pages} page(s) of {MAX_PAGE} (servers, disks), "
+        "creates the longest job first, and learns\n  how every job ended from one backups-list page per "
+        f"{MAX_PAGE} backups, read after the last job ended."
     )
     request = bound.discovery_pages + bound.critical_job + 1
     print(
@@ -452,7 +509,15 @@ def report(args: argparse.Namespace, result: Result) -> None:
     print(row("LOWER BOUND (the larger)", bound.seconds, virtual_min(bound.seconds)))
     ratio = timings.makespan / bound.seconds if bound.seconds else float("nan")
     print(f"  {'MAKESPAN / LOWER BOUND':<44}{ratio:9.2f}")
-    sent = earliest(len(log), args.rate, args.rate)
+    old_bound = max(bound.critical_path, bound.old_request_floor)
+    print(
+        row(
+            f"old model's bound ({bound.old_min_requests} requests)",
+            old_bound,
+            f"(+1 get_job per job); makespan / it = {timings.makespan / old_bound:.2f}",
+        )
+    )
+    sent = earliest(len(log), real_rate, real_burst)
     print(row(f"rate floor of the {len(log)} requests actually sent", sent))
 
     print("\nAPI requests (emulator request log)")
@@ -463,14 +528,30 @@ def report(args: argparse.Namespace, result: Result) -> None:
     achieved = len(log) / timings.makespan if timings.makespan else 0.0
     print(
         f"  429 throttled: {sum(throttled.values())} {dict(throttled) if throttled else ''}; "
-        f"other errors/drops: {other_errors}; {achieved:.2f} req/s over the makespan"
+        f"other errors/drops: {other_errors}"
     )
+    print(f"  achieved rate: {achieved:.2f} req/s over the makespan (client configured for {args.rate:g})")
+
+    skews = create_skew(fleet, result.creates)
+    if skews:
+        print(
+            f"\nper-server create skew (last - first create of a server's disks, {len(skews)} servers): "
+            f"median {percentile(skews, 0.5):.2f} s, p99 {percentile(skews, 0.99):.2f} s, "
+            f"max {max(skews):.2f} s"
+        )
 
     print("\nmemory and event loop")
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"  peak RSS of this process: {own:,.0f} MiB (flow, client, ledger AND the emulator's thread)")
-    print(f"  peak RSS of the Prefect ephemeral server (a child process): {child:,.0f} MiB")
+    if result.prefect_rss_mib is not None:
+        print(
+            "  peak RSS of the Prefect server on PostgreSQL (its processes): "
+            f"{result.prefect_rss_mib:,.0f} MiB"
+        )
+    else:
+        print(f"  peak RSS of the Prefect ephemeral server (a child process): {child:,.0f} MiB")
+    print(f"  per disk: {own * 1024 / n_disks:,.0f} KiB of this process's peak RSS")
     if tracemalloc.is_tracing():
         print(f"  tracemalloc peak: {tracemalloc.get_traced_memory()[1] / 2**20:,.0f} MiB (Python heap)")
     print(f"  flow's event-loop lag (100 ms sleeps): {lag.describe(timings.first_request_at)}")
@@ -495,15 +576,30 @@ def report(args: argparse.Namespace, result: Result) -> None:
         )
 
 
+def prefect_kind(args: argparse.Namespace) -> str:
+    return "server on PostgreSQL" if args.postgres else "ephemeral server (SQLite)"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.nightly_fleet", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--servers", type=int, default=250, help="servers in the fleet (1-1000)")
+    parser.add_argument("--servers", type=int, default=250, help=f"servers in the fleet (1-{MAX_SERVERS})")
     parser.add_argument(
         "--disks", type=int, default=4, help=f"disks per server, system disk included (1-{MAX_DISKS})"
     )
-    parser.add_argument("--rate", type=float, default=10.0, help="gateway and client rate limit, requests/s")
+    parser.add_argument("--rate", type=float, default=10.0, help="the client's configured rate, requests/s")
+    parser.add_argument(
+        "--gateway-rate",
+        type=float,
+        default=None,
+        help="the gateway's real rate, requests/s (default: --rate)",
+    )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="Prefect's server and the ledger on PostgreSQL at 127.0.0.1:5432 (fresh databases)",
+    )
     parser.add_argument("--speed", type=float, default=100.0, help="virtual seconds per real second")
     parser.add_argument("--poll", type=float, default=30.0, help="poll interval in virtual seconds")
     parser.add_argument("--seed", type=int, default=7, help="seed of the fleet's ids and disk sizes")
@@ -512,14 +608,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--verbose", action="store_true", help="show the flow's and the client's warnings")
     args = parser.parse_args(argv)
-    if not 1 <= args.servers <= 1000:
-        parser.error("--servers must be between 1 and 1000 (the plan's max_concurrent_servers)")
+    if not 1 <= args.servers <= MAX_SERVERS:
+        parser.error(f"--servers must be between 1 and {MAX_SERVERS}")
     if not 1 <= args.disks <= MAX_DISKS:
         parser.error(f"--disks must be between 1 and {MAX_DISKS}")
-    if args.servers * args.disks > 5000:
-        parser.error("servers x disks must be at most 5000 (the plan's max_concurrent_jobs)")
-    if args.rate <= 0 or args.speed <= 0 or args.poll <= 0:
-        parser.error("--rate, --speed and --poll must be positive")
+    if args.gateway_rate is None:
+        args.gateway_rate = args.rate
+    if min(args.rate, args.gateway_rate, args.speed, args.poll) <= 0:
+        parser.error("--rate, --gateway-rate, --speed and --poll must be positive")
     return args
 
 

@@ -13,8 +13,9 @@ from prefect import get_run_logger
 from prefect.states import Completed, Failed, State
 from sqlmodel import Session
 
-from tasks.backup import back_up_disk, confirm, reconcile
+from tasks.backup import ServerWave, back_up_disk, confirm, reconcile
 from tasks.discovery import discover_servers
+from tasks.quota import check_quota
 from tasks.report import publish_summary
 from tasks.retention import apply_server_retention, list_backups
 from tasks.runtime import RunContext, open_run, unwrap
@@ -35,11 +36,17 @@ async def back_up(
     async def one_server(server: ServerTarget) -> list[DiskOutcome]:
         async with ctx.servers_in_flight:
             disks = sorted(server.disks, key=lambda d: -d.size_gb)
-            return list(
-                await asyncio.gather(
-                    *(back_up_disk(ctx, disk, listed.get(disk.volume_id, [])) for disk in disks)
-                )
-            )
+            size = ctx.plan.max_concurrent_jobs
+            outcomes: list[DiskOutcome] = []
+            for wave_disks in (disks[i : i + size] for i in range(0, len(disks), size)):
+                async with ServerWave(ctx, len(wave_disks)) as wave:
+                    outcomes += await asyncio.gather(
+                        *(
+                            back_up_disk(ctx, d, listed.get(d.volume_id, []), wave.member())
+                            for d in wave_disks
+                        )
+                    )
+            return outcomes
 
     ordered = sorted(servers, key=lambda s: -max((d.size_gb for d in s.disks), default=0))
     per_server = await asyncio.gather(*(one_server(s) for s in ordered))
@@ -75,6 +82,10 @@ async def run_plan(
         # The cloud is the truth: what exists before the run settles earlier attempts and is adopted; what
         # exists after it decides which disks are protected and what retention sees.
         before = await list_backups(ctx, disks) if disks else {}
+        ctx.waiter.note_listing(b for found in before.values() for b in found)
+        if disks and back_up_disks and not plan.dry_run:
+            # A night beyond the project's quotas is refused whole here, before any create (tasks/quota.py).
+            unwrap(await check_quota(ctx, disks, before))
         if not plan.dry_run:
             await reconcile(ctx, before)
         outcomes = await back_up(ctx, servers, before) if back_up_disks and not plan.dry_run else []
@@ -88,6 +99,9 @@ async def run_plan(
         with Session(ctx.engine) as session:
             finish_run(session=session, run_id=ctx.run_id, status=status, message=line)
         logger.info(line)
+        rates = ctx.client.session.rate_report()
+        if rates is not None:  # what the gateway really let through, for the operator and the benchmark
+            logger.info("cloud API: %s", rates.describe())
         if failed or delete_failures:
             return Failed(message=line)
         return Completed(message=line)

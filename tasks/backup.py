@@ -1,21 +1,31 @@
-"""Tasks: one disk's backup in two steps, submit (intent, adopt or create) and wait (job end, outcome).
+"""Tasks: one disk's backup, start to end, as one task run named for the disk; and the steps around them.
 
-Two task kinds rather than one: a task run costs ~10 ms of event-loop time to start, and a thousand
-backups started at once stall the loop for ten seconds before the first request leaves. Submissions go a
-few at a time (they are rate-limited anyway) and each wait task starts when its job exists, so that cost is
-spread over the run (bench/nightly_fleet.py measures it).
+One task per disk (not one per step): a task run costs ~10 ms of event-loop time, and at 10,000 disks two
+per disk were the limit (bench/nightly_fleet.py). A disk's task is started only when its server's turn to
+submit comes (`ServerWave`), so task starts spread over the run at the pace of the creates instead of
+stalling the loop all at once; waiting costs nothing (one shared waiter polls for every job).
+
+A server's disks are submitted as one wave: each writes its intent, then their creates are released
+together, so they leave back to back through the rate limiter and a database spanning disks is backed up
+as consistently as the rate allows (the create skew per server is measured by the benchmark).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from datetime import datetime
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from vbs_backup.cloud.errors import CloudError
 from vbs_backup.cloud.models.backups import Backup
+from vbs_backup.cloud.ratelimit import prepaid_token
+from vbs_backup.cloud.retry import retry_throttled_until
 from vbs_backup.disk_backups import (
+    LIVE,
     DiskOutcome,
     Submission,
     confirm_in_cloud,
@@ -56,12 +66,157 @@ async def confirm(
     return await confirm_in_cloud(ctx.engine, outcomes, listed)
 
 
-@task(task_run_name="submit {disk.server_name} {disk.device}", cache_policy=NO_CACHE)
-async def submit_backup(
-    ctx: RunContext, disk: DiskTarget, known: list[Backup] | None = None
+class ServerWave:
+    """The disks of one server that are submitted together (at most `max_concurrent_jobs` of them).
+
+    Entering the wave takes a job slot for each of its disks at once (under one lock, so that two servers
+    never hold half their slots each and wait for each other) and one of the run's submission turns. Each
+    disk calls `arrive()` once its intent is written, just before its create, and waits there until every
+    disk of the wave has arrived or gone without a create; then `done()` once it has submitted or given up
+    (`done()` of a disk that never arrived counts as going without a create). When the last one arrives, the
+    wave takes a rate-limit token for each arrived disk in one go (nobody else is served in between) and
+    hands each its token (`prepaid_token`): the creates then leave together, so neither another server's
+    request nor a stall of the event loop can come between them. The submission turn is handed on as soon
+    as every disk is done, so the next server writes its intents while this one's jobs run; the job slots
+    are held until the wave ends."""
+
+    def __init__(self, ctx: RunContext, parties: int) -> None:
+        self._ctx = ctx
+        self._parties = parties
+        self._waiting_for = parties  # disks that may still arrive
+        self._arrived = 0
+        self._unfinished = parties
+        self._open = asyncio.Event()
+        self._opening: asyncio.Task[None] | None = None
+        self._turn_held = False
+
+    async def __aenter__(self) -> ServerWave:
+        async with self._ctx.job_slots_lock:
+            for _ in range(self._parties):
+                await self._ctx.jobs_in_flight.acquire()
+        await self._ctx.submitting.acquire()
+        self._turn_held = True
+        self._check()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._open.set()
+        if self._opening is not None and not self._opening.done():
+            self._opening.cancel()
+        self._hand_on_turn()
+        for _ in range(self._parties):
+            self._ctx.jobs_in_flight.release()
+
+    def member(self) -> _WaveMember:
+        return _WaveMember(self)
+
+    def _check(self) -> None:
+        if self._arrived >= self._waiting_for and self._opening is None:
+            self._opening = asyncio.create_task(self._open_with_tokens(self._arrived))
+        if self._unfinished <= 0:
+            self._hand_on_turn()
+
+    async def _open_with_tokens(self, count: int) -> None:
+        try:
+            limiter = self._ctx.client.session.rate_limiter
+            if limiter is not None and count > 0:
+                await limiter.acquire(count)
+        finally:
+            self._open.set()
+
+    def _hand_on_turn(self) -> None:
+        if self._turn_held:
+            self._turn_held = False
+            self._ctx.submitting.release()
+
+
+class _WaveMember:
+    def __init__(self, wave: ServerWave) -> None:
+        self._wave = wave
+        self._arrived = False
+        self._done = False
+
+    async def arrive(self) -> None:
+        if self._arrived or self._done:
+            return
+        self._arrived = True
+        self._wave._arrived += 1
+        self._wave._check()
+        await self._wave._open.wait()
+        prepaid_token()  # taken by the wave for this disk's create
+
+    def done(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if not self._arrived:
+            self._wave._waiting_for -= 1
+        self._wave._unfinished -= 1
+        self._wave._check()
+
+
+@task(task_run_name="back up {disk.server_name} {disk.device}", cache_policy=NO_CACHE)
+async def back_up_disk(
+    ctx: RunContext, disk: DiskTarget, known: list[Backup] | None = None, wave: _WaveMember | None = None
+) -> DiskOutcome:
+    """One disk, start to end: adopt this slot's backup if the cloud has it, else write the intent and
+    create it; wait for its job with every other job of the run; once more after a failed job when the plan
+    says so (transient HTTP errors are the client's to retry, never this layer's). `known`: the disk's
+    backups as the run listed them before any create."""
+    attempts = 2 if ctx.plan.retry_failed_job_once else 1
+    budget = ctx.plan.disk_deadline_minutes * 60
+    deadline = ctx.time.monotonic() + budget  # the waiter's clock (tests drive it)
+    try:
+        # a throttled call (it did not run) is retried until the disk's deadline, in real time
+        with retry_throttled_until(time.monotonic() + budget):
+            for attempt in range(1, attempts + 1):
+                mark = _Mark(ctx, wave if attempt == 1 else None)
+                started = await _submit(ctx, disk, known or [], mark)
+                if wave is not None:
+                    wave.done()
+                if isinstance(started, DiskOutcome):
+                    outcome = started
+                elif started.done:
+                    outcome = submitted_outcome(started)
+                else:
+                    outcome = await _wait(ctx, started, deadline, mark.seen_before)
+                if outcome.ok or outcome.status != DiskBackupStatus.failed or attempt == attempts:
+                    break
+                _logger().warning("%s: job failed (%s), submitting once more", disk.label, outcome.error_code)
+                # A retry knows the slot has no live backup (its one attempt just failed); what was there
+                # before is still not this job's.
+                known = [b for b in known or [] if str(b.status) not in LIVE]
+                if outcome.backup_id:
+                    known = [*known, _ended_backup(outcome, ctx.plan.identity_marker(ctx.slot))]
+    finally:
+        if wave is not None:
+            wave.done()
+    level = logging.INFO if outcome.ok else logging.ERROR
+    _logger().log(
+        level, "%s: %s %s %s", disk.label, outcome.status.value, outcome.backup_name, outcome.error_code or ""
+    )
+    return outcome
+
+
+class _Mark:
+    """Awaited just before a create is sent: waits for the server's wave, then takes the waiter's
+    `high_water`, the cloud-clock floor under which this create's backup cannot be (vbs_backup.waiting)."""
+
+    def __init__(self, ctx: RunContext, wave: _WaveMember | None) -> None:
+        self._ctx = ctx
+        self._wave = wave
+        self.seen_before: datetime | None = None
+
+    async def __call__(self) -> None:
+        if self._wave is not None:
+            await self._wave.arrive()
+        self.seen_before = self._ctx.waiter.high_water
+
+
+async def _submit(
+    ctx: RunContext, disk: DiskTarget, known: list[Backup], mark: _Mark
 ) -> Submission | DiskOutcome:
-    """Adopt this slot's backup if the cloud has it, else write the intent and create it. A disk that
-    cannot be started is recorded as failed and returned as its outcome."""
+    """A disk that cannot be started is recorded as failed and returned as its outcome."""
     try:
         return await submit_disk_backup(
             client=ctx.client,
@@ -73,6 +228,7 @@ async def submit_backup(
             full_backup=wants_full_backup(ctx),
             known=known,
             now=ctx.time.now(),
+            before_create=mark,
         )
     except CloudError as exc:  # already recorded as failed in the ledger
         name = ctx.plan.backup_name(disk.server_name, disk.device, ctx.slot)
@@ -80,46 +236,30 @@ async def submit_backup(
         return DiskOutcome(disk, name, DiskBackupStatus.failed, error_code=code, error_reason=str(exc))
 
 
-@task(task_run_name="wait {submission.disk.server_name} {submission.disk.device}", cache_policy=NO_CACHE)
-async def await_backup(ctx: RunContext, submission: Submission) -> DiskOutcome:
+async def _wait(
+    ctx: RunContext, submission: Submission, deadline: float, seen_before: datetime | None
+) -> DiskOutcome:
     """Wait for the job with every other job of the run (one shared waiter), then record its end."""
     result = await ctx.waiter.wait(
         submission.job_id,
         submission.marker,
         volume_id=submission.disk.volume_id,
         backup_id=submission.backup_id,
-        timeout=ctx.plan.disk_deadline_minutes * 60,
+        timeout=max(0.0, deadline - ctx.time.monotonic()),
+        since=submission.since,
+        seen_before=seen_before,
+        exclude=submission.exclude,
     )
     return await finish_disk_backup(
         client=ctx.client, engine=ctx.engine, submission=submission, result=result
     )
 
 
-async def back_up_disk(ctx: RunContext, disk: DiskTarget, known: list[Backup] | None = None) -> DiskOutcome:
-    """One disk, start to end: submit and wait, once more after a failed job when the plan says so
-    (transient HTTP errors are the client's to retry, never this layer's). `known`: the disk's backups as
-    the run listed them before any create."""
-    attempts = 2 if ctx.plan.retry_failed_job_once else 1
-    async with ctx.jobs_in_flight:
-        for attempt in range(1, attempts + 1):
-            async with ctx.submitting:
-                # A retry knows the slot has no live backup: the one attempt of it just failed.
-                started = await submit_backup(ctx, disk, known if attempt == 1 else [])
-            outcome = started if isinstance(started, DiskOutcome) else await _finished(ctx, started)
-            if outcome.ok or outcome.status != DiskBackupStatus.failed or attempt == attempts:
-                break
-            _logger().warning("%s: job failed (%s), submitting once more", disk.label, outcome.error_code)
-    level = logging.INFO if outcome.ok else logging.ERROR
-    _logger().log(
-        level, "%s: %s %s %s", disk.label, outcome.status.value, outcome.backup_name, outcome.error_code or ""
+def _ended_backup(outcome: DiskOutcome, marker: str) -> Backup:
+    """A stand-in for the failed attempt's backup, so that the retry's waiter never takes it for its own."""
+    return Backup.model_construct(
+        id=outcome.backup_id, status="error", volume_id=outcome.disk.volume_id, description=marker
     )
-    return outcome
-
-
-async def _finished(ctx: RunContext, submission: Submission) -> DiskOutcome:
-    if submission.done:
-        return submitted_outcome(submission)
-    return await await_backup(ctx, submission)
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:  # type: ignore[type-arg]

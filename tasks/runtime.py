@@ -33,7 +33,9 @@ from vbs_backup.waiting import JobWaiter
 log = logging.getLogger(__name__)
 
 
-SUBMITS_AT_ONCE = 32
+# Servers whose disks are being submitted (intents written, creates sent) at once: creates are rate-limited,
+# more would only queue. A server hands its turn on once its creates are sent (tasks.backup.ServerWave).
+SERVERS_SUBMITTING_AT_ONCE = 8
 # A live run writes its heartbeat this often (real time), well within the ledger's RUN_LEASE.
 HEARTBEAT_EVERY = 60.0
 
@@ -75,7 +77,8 @@ class RunContext:
     now: datetime
     jobs_in_flight: asyncio.Semaphore
     servers_in_flight: asyncio.Semaphore
-    submitting: asyncio.Semaphore  # submit tasks at once: creates are rate-limited, more would only queue
+    submitting: asyncio.Semaphore  # servers submitting at once (SERVERS_SUBMITTING_AT_ONCE)
+    job_slots_lock: asyncio.Lock  # a server takes its disks' job slots at once, under this lock
     time: TimeSource = field(default_factory=time_source)
 
 
@@ -240,7 +243,8 @@ async def open_run(plan: BackupPlan, *, credentials: str | None = None) -> Async
             now=now,
             jobs_in_flight=asyncio.Semaphore(plan.max_concurrent_jobs),
             servers_in_flight=asyncio.Semaphore(plan.max_concurrent_servers),
-            submitting=asyncio.Semaphore(SUBMITS_AT_ONCE),
+            submitting=asyncio.Semaphore(SERVERS_SUBMITTING_AT_ONCE),
+            job_slots_lock=asyncio.Lock(),
             time=source,
         )
         heart = asyncio.create_task(_heartbeat(engine, run_id), name="vbs-run-heartbeat")

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -25,6 +25,7 @@ from .cloud.errors import ApiError, CloudError, TransportError
 from .cloud.models.backups import Backup
 from .cloud.models.jobs import Job
 from .config import BackupPlan
+from .identity import CLOCK_SKEW
 from .ledger import (
     DiskBackup,
     DiskBackupStatus,
@@ -45,8 +46,6 @@ NOT_DESCRIBED = "vbsb.VolumeNotDescribed"  # our error code: the plan selects a 
 # "unknown": a listed backup we could not read (see cloud.models.backups): it may well be the slot's backup,
 # so it is adopted rather than duplicated, and the disk then fails loudly in `confirm_in_cloud`.
 LIVE = frozenset({"creating", "available", "restoring", "unknown"})
-# How far the cloud's clock may lag ours when we decide that a backup appeared after our intent.
-CLOCK_SKEW = timedelta(minutes=5)
 
 
 class VolumeNotDescribed(CloudError):
@@ -65,6 +64,10 @@ class Submission:
     backup_id: str | None = None
     adopted: bool = False
     done: bool = False  # nothing to wait for: this slot's backup is available
+    # For the waiter: the backup cannot be older than `since` (the intent, or an adopted backup's own
+    # creation), and the backups in `exclude` (of this identity, there before the create) are not this job's.
+    since: datetime | None = None
+    exclude: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -104,10 +107,12 @@ async def submit_disk_backup(
     full_backup: bool = False,
     known: Sequence[Backup] | None = None,
     now: datetime | None = None,
+    before_create: Callable[[], Awaitable[None]] | None = None,
 ) -> Submission:
     """Start (or find) this slot's backup of `disk`. `known` is what the cloud listed for this disk at the
-    start of the run (None: ask now); `now` is the run's clock, recorded as the attempt's time. When the
-    backup cannot be started the disk is recorded as failed and the `CloudError` is raised."""
+    start of the run (None: ask now); `now` is the run's clock, recorded as the attempt's time;
+    `before_create` is awaited between the intent and the create (a server's disks start together). When
+    the backup cannot be started the disk is recorded as failed and the `CloudError` is raised."""
     marker = plan.identity_marker(slot)
     name = plan.backup_name(disk.server_name, disk.device, slot)
     if disk.status == "missing":
@@ -123,8 +128,12 @@ async def submit_disk_backup(
 
     row = await asyncio.to_thread(_new_attempt, engine, run_id, plan, slot, disk, name, now)
     assert row.id is not None
+    if before_create is not None:
+        await before_create()
+    # Backups of this identity already there (an earlier attempt's `error` backup) are not this job's.
+    earlier = frozenset(b.id for b in known if b.description == marker)
     try:
-        return await _create(client, engine, row, disk, plan, name, marker, full_backup)
+        return await _create(client, engine, row, disk, plan, name, marker, full_backup, earlier)
     except CloudError as exc:
         await asyncio.to_thread(record_failure, engine, row.id, exc)
         raise
@@ -166,6 +175,7 @@ async def _create(
     name: str,
     marker: str,
     full_backup: bool,
+    earlier: frozenset[str],
 ) -> Submission:
     assert row.id is not None
 
@@ -195,7 +205,7 @@ async def _create(
         # Someone else (another worker, another ledger) is creating this identity: protect, never delete.
         return await _claim(engine, row, name, marker, disk, found, created_by_us=False)
     await asyncio.to_thread(_write_submitted, engine, row.id, new_job)
-    return Submission(disk, row.id, name, marker, job_id=new_job)
+    return Submission(disk, row.id, name, marker, job_id=new_job, since=row.requested_at, exclude=earlier)
 
 
 def _write_submitted(engine: Engine, row_id: int, job_id: str) -> None:
@@ -230,7 +240,7 @@ async def _adopt(
             assert row.id is not None and row.job_id is not None
             await asyncio.to_thread(_take_up, engine, row.id, run_id)
             log.info("%s: resuming job %s of an earlier attempt", disk.label, row.job_id)
-            return Submission(disk, row.id, name, marker, job_id=row.job_id)
+            return Submission(disk, row.id, name, marker, job_id=row.job_id, since=row.requested_at)
     if row is None or backup is None:
         backup = live[0]
         new = await asyncio.to_thread(_new_attempt, engine, run_id, plan, slot, disk, name, now)
@@ -250,7 +260,14 @@ async def _adopt(
     if creating:
         log.info("%s: resuming backup %s of an earlier attempt", disk.label, backup.id)
         return Submission(
-            disk, row.id, name, marker, job_id=row.job_id, backup_id=backup.id, adopted=not row.job_id
+            disk,
+            row.id,
+            name,
+            marker,
+            job_id=row.job_id,
+            backup_id=backup.id,
+            adopted=not row.job_id,
+            since=backup.created_at,
         )
     adopted = row.status is DiskBackupStatus.adopted
     return Submission(disk, row.id, name, marker, backup_id=backup.id, adopted=adopted, done=True)
@@ -337,7 +354,9 @@ async def _claim(
     await asyncio.to_thread(
         _write_outcome, engine, row.id, status, backup_id=backup.id, created_by_us=created_by_us
     )
-    return Submission(disk, row.id, name, marker, backup_id=backup.id, adopted=True, done=done)
+    return Submission(
+        disk, row.id, name, marker, backup_id=backup.id, adopted=True, done=done, since=backup.created_at
+    )
 
 
 def record_failure(engine: Engine, row_id: int | None, exc: Exception) -> None:

@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 __all__ = [
+    "CLOCK_SKEW",
     "DAY_MINUTES",
     "MARKER_PREFIX",
     "BackupIdentity",
@@ -29,6 +30,11 @@ __all__ = [
     "parse_marker",
     "slot_start",
 ]
+
+# How far the cloud's clock may lag ours when we decide that a backup appeared after a moment of ours (an
+# attempt's intent). A clock further off makes us miss a match, never make a wrong one: the waiter then asks
+# the job API, and reconciliation marks the attempt abandoned instead of claiming a backup.
+CLOCK_SKEW = timedelta(minutes=5)
 
 MARKER_PREFIX = "vbsb1"
 DAY_MINUTES = 1440

@@ -1,13 +1,31 @@
-"""Waiting on many VBS backup jobs at once, at a cost that does not grow one request per job per round.
+"""Waiting on many VBS backup jobs at once, at about no request per job.
 
-One `JobWaiter` serves a whole run. Each poll round asks the native backups list for the backups still
-`creating` (one request per 1,000 backups in flight) and calls the job API only for the jobs whose backup
-is no longer creating (or not yet visible), so a job costs one `get_job` at its end instead of one per
-round. A backup is recognised by its identity (its volume and the identity marker in its description),
-never by its name. When the job API cannot answer (an error other than "not found"), the backup itself,
-found by its identity, says how the job ended. Every job has its own deadline; a job past it ends as
-`timed_out` (with the id of its still-running backup, so that a later run can reconcile it) while the
-others go on.
+One `JobWaiter` serves a whole run. Each poll round reads the native backups list, newest first
+(`created_at` descending, the documented default), and only the pages that can hold a backup this run is
+waiting for: it stops at the first backup created before the oldest wait began. The list says which of
+those backups are still `creating`, which are `available` and which ended in `error`, so most jobs end
+without a single `get_job`. The job API is asked only where the list cannot tell:
+
+* the backup ended in `error` (the job has the error code; the list has only a reason);
+* no backup of the job is visible yet after a few rounds (a job that fails before it makes a backup);
+  asked again after 2, 4, 8... rounds, so a slow start costs a handful of requests, not one per round;
+* more than one backup could be the job's (someone copied our identity during the run);
+* the list itself could not be read this round (then every job is asked, as a fallback).
+
+A backup is recognised by its identity (its volume and the identity marker in its description), never by
+its name; a job's backup is one of that identity that appeared after its create was sent and that no
+earlier wait of the run (or before it) accounted for (`exclude`, and every backup a wait of this waiter
+settled).
+
+"Appeared after its create was sent" is judged on the cloud's own clock, without guessing the skew between
+clocks: the waiter keeps the newest `created_at` of every listing it has finished reading (`high_water`);
+a create sent after that listing made a backup no older than it. So the caller takes `waiter.high_water`
+just before sending the create and hands it to `wait(seen_before=...)`; the rounds then read only back to
+the oldest such mark of the jobs still pending (about the last job's duration of creates: one page for a
+thousand). Where no mark exists yet (the first creates of a run in an empty project) our own clock, less
+`CLOCK_SKEW`, is the floor.
+Every job has its own deadline; a job past it ends as `timed_out` (with the id of its still-running
+backup, so that a later run can reconcile it) while the others go on.
 
 The sleep between rounds is injectable: tests pass a function that advances the emulator's clock, so no
 test waits on wall-clock time.
@@ -18,21 +36,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, Protocol
 
 from .cloud.errors import CloudError, NotFoundError
+from .cloud.models.backups import UNREADABLE_STATUS, Backup
+from .identity import CLOCK_SKEW
 
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+# Rounds without a visible backup before the job API is asked (then after twice as many, and so on).
+ASK_JOB_AFTER_ROUNDS = 2
 
 
-class _JobsApi(Protocol):  # the two VbsApi methods the waiter needs
+class _JobsApi(Protocol):  # the VbsApi methods the waiter needs
     async def get_job(self, job_id: str): ...
 
-    def iter_backup_details(self, *, status: str | None = None, page_size: int = 1000): ...
+    def iter_backup_details(
+        self, *, page_size: int = 1000, sort_key: str | None = None, sort_dir: str | None = None
+    ) -> AsyncIterator[Backup]: ...
 
     async def find_backups_by_description(self, description: str, volume_id: str): ...
 
@@ -55,6 +81,19 @@ class _Pending:
     backup_id: str | None  # when known (adopted): this very backup, not another of the same identity
     deadline: float
     future: asyncio.Future[JobResult]
+    floor: datetime | None  # on the cloud's clock, the backup is no older than this (None: unknown)
+    exclude: frozenset[str]  # backups of the identity known not to be this job's
+    unseen_rounds: int = 0
+    ask_at: int = ASK_JOB_AFTER_ROUNDS
+
+
+@dataclass
+class WaiterStats:
+    """What the waiter cost, for logs and benchmarks."""
+
+    rounds: int = 0
+    job_asks: int = 0
+    reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # why the job API was asked
 
 
 class JobWaiter:
@@ -75,7 +114,10 @@ class JobWaiter:
         self._clock = clock
         self._page_size = page_size
         self._pending: dict[str, _Pending] = {}
+        self._settled: set[str] = set()  # backups that waits of this waiter ended on
+        self.high_water: datetime | None = None  # newest created_at of any finished listing
         self._loop_task: asyncio.Task[None] | None = None
+        self.stats = WaiterStats()
 
     async def wait(
         self,
@@ -85,15 +127,31 @@ class JobWaiter:
         volume_id: str,
         timeout: float,
         backup_id: str | None = None,
+        since: datetime | None = None,
+        seen_before: datetime | None = None,
+        exclude: Collection[str] = (),
     ) -> JobResult:
         """Resolve when the job succeeds, fails, or `timeout` seconds (on the waiter's clock) pass. Without
-        a job id (a backup adopted by identity) the backup's own status says how it ended."""
+        a job id (a backup adopted by identity) the backup's own status says how it ended. `since`: when
+        the create was sent on our clock (or an adopted backup's own `created_at`); `seen_before`: this
+        waiter's `high_water` taken just before the create was sent. The backup is looked for no earlier
+        than the later of the two (`since` less `CLOCK_SKEW`); with neither, the whole list is read every
+        round. `exclude`: backups of this identity that existed before the create (an earlier attempt's
+        `error` backup)."""
         key = job_id or f"identity:{volume_id}:{marker}"
         if key in self._pending:
             return await asyncio.shield(self._pending[key].future)
         future: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
         self._pending[key] = _Pending(
-            key, job_id, marker, volume_id, backup_id, self._clock() + timeout, future
+            key,
+            job_id,
+            marker,
+            volume_id,
+            backup_id,
+            self._clock() + timeout,
+            future,
+            _floor(since, seen_before),
+            frozenset(exclude),
         )
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.create_task(self._run(), name="vbs-job-waiter")
@@ -113,28 +171,93 @@ class JobWaiter:
                 raise
 
     async def _round(self) -> None:
+        self.stats.rounds += 1
         try:
-            creating = {
-                (b.volume_id, b.description)
-                async for b in self._vbs.iter_backup_details(status="creating", page_size=self._page_size)
-            }
+            listed: dict[tuple[str, str], list[Backup]] | None = await self._recent_backups()
         except CloudError as exc:
             # a failed listing only costs this round: the jobs are asked directly below instead
             log.warning("backups list failed during a poll round (%s); asking the job API", exc)
-            creating = set()
+            listed = None
         now = self._clock()
         for pending in list(self._pending.values()):
-            if (pending.volume_id, pending.marker) in creating and now < pending.deadline:
-                continue
-            result = await (self._ask_job(pending) if pending.job_id else self._ask_backup(pending))
+            if listed is None:
+                result = await (
+                    self._ask_job(pending, "no list") if pending.job_id else self._ask_backup(pending)
+                )
+            else:
+                result = await self._from_list(pending, listed.get((pending.volume_id, pending.marker), []))
             if result is None and now >= pending.deadline:
-                result = await self._timed_out(pending)
+                result = await self._timed_out(pending, listed)
             if result is not None:
-                del self._pending[pending.key]
-                pending.future.set_result(result)
+                self._settle(pending, result)
 
-    async def _ask_job(self, pending: _Pending) -> JobResult | None:
+    def _settle(self, pending: _Pending, result: JobResult) -> None:
+        del self._pending[pending.key]
+        if result.backup_id:
+            self._settled.add(result.backup_id)
+        pending.future.set_result(result)
+
+    def note_listing(self, backups: Iterable[Backup]) -> None:
+        """A listing that has been read in full: its newest backup raises `high_water` (the run's listing
+        before any create gives the first creates their mark)."""
+        newest = max((b.created_at for b in backups if str(b.status) != UNREADABLE_STATUS), default=None)
+        if newest is not None and (self.high_water is None or newest > self.high_water):
+            self.high_water = newest
+
+    async def _recent_backups(self) -> dict[tuple[str, str], list[Backup]]:
+        """The backups created since the oldest pending wait's floor, by (volume, description): the first
+        pages of the list, newest first, read until a backup older than that."""
+        floors = [p.floor for p in self._pending.values()]
+        cutoff = None if any(f is None for f in floors) else min(f for f in floors if f is not None)
+        found: dict[tuple[str, str], list[Backup]] = defaultdict(list)
+        read: list[Backup] = []
+        async for backup in self._vbs.iter_backup_details(
+            page_size=self._page_size, sort_key="created_at", sort_dir="desc"
+        ):
+            if cutoff is not None and backup.created_at < cutoff:
+                break
+            read.append(backup)
+            found[(backup.volume_id, backup.description or "")].append(backup)
+        self.note_listing(read)
+        return found
+
+    async def _from_list(self, pending: _Pending, same_identity: list[Backup]) -> JobResult | None:
+        """What the list says of this wait's backup; the job API only where the list cannot tell."""
+        if pending.backup_id:
+            candidates = [b for b in same_identity if b.id == pending.backup_id]
+        else:
+            floor = pending.floor
+            candidates = [
+                b
+                for b in same_identity
+                if b.id not in pending.exclude
+                and b.id not in self._settled
+                and (floor is None or b.created_at >= floor)
+            ]
+        if len(candidates) > 1:
+            return await self._ask_job(pending, "several candidates") if pending.job_id else None
+        if not candidates:
+            if not pending.job_id:
+                return JobResult(pending.key, "failed", error_reason=f"backup {pending.marker} disappeared")
+            pending.unseen_rounds += 1
+            if pending.unseen_rounds < pending.ask_at:
+                return None
+            pending.ask_at *= 2
+            return await self._ask_job(pending, "no backup visible")
+        backup = candidates[0]
+        status = str(backup.status)
+        if status == "available":
+            return JobResult(pending.key, "succeeded", backup_id=backup.id)
+        if status == "creating":
+            return None
+        if pending.job_id:  # `error` (the job has the error code) or a status the list cannot explain
+            return await self._ask_job(pending, f"backup {status}")
+        return self._ended(pending, backup)
+
+    async def _ask_job(self, pending: _Pending, why: str) -> JobResult | None:
         assert pending.job_id is not None
+        self.stats.job_asks += 1
+        self.stats.reasons[why] += 1
         try:
             job = await self._vbs.get_job(pending.job_id)
         except NotFoundError:
@@ -155,6 +278,7 @@ class JobWaiter:
         return None
 
     async def _ask_backup(self, pending: _Pending) -> JobResult | None:
+        """The fallback when neither the list nor the job could answer: this disk's backups."""
         try:
             backup = await self._find(pending)
         except CloudError as exc:
@@ -166,31 +290,52 @@ class JobWaiter:
             if pending.job_id:
                 return None  # not visible yet: the job's own answer will come
             return JobResult(pending.key, "failed", error_reason=f"backup {pending.marker} disappeared")
+        return self._ended(pending, backup)
+
+    def _ended(self, pending: _Pending, backup: Backup) -> JobResult | None:
         if backup.status == "available":
             return JobResult(pending.key, "succeeded", backup_id=backup.id)
         if backup.status == "error":
             return JobResult(pending.key, "failed", backup_id=backup.id, error_reason=backup.fail_reason)
         return None
 
-    async def _find(self, pending: _Pending):  # type: ignore[no-untyped-def]
-        """The backup this wait is about: the known one, else the newest of its identity."""
+    async def _find(self, pending: _Pending) -> Backup | None:
+        """The backup this wait is about: the known one, else the newest of its identity not excluded."""
         found = await self._vbs.find_backups_by_description(pending.marker, pending.volume_id)
         if pending.backup_id:
             return next((b for b in found if b.id == pending.backup_id), None)
-        return max(found, key=lambda b: (b.created_at, b.id), default=None)
+        mine = [b for b in found if b.id not in pending.exclude and b.id not in self._settled]
+        return max(mine, key=lambda b: (b.created_at, b.id), default=None)
 
-    async def _timed_out(self, pending: _Pending) -> JobResult:
+    async def _timed_out(
+        self, pending: _Pending, listed: dict[tuple[str, str], list[Backup]] | None
+    ) -> JobResult:
         what = f"job {pending.job_id}" if pending.job_id else f"backup {pending.marker}"
         backup_id = pending.backup_id
         if backup_id is None:
-            try:  # record the still-running backup, so that a later run can reconcile it
-                backup = await self._find(pending)
-                backup_id = backup.id if backup is not None else None
-            except CloudError as exc:
-                log.warning("%s: could not look up its backup: %s", what, exc)
+            # record the still-running backup, so that a later run can reconcile it
+            mine = [
+                b
+                for b in (listed or {}).get((pending.volume_id, pending.marker), [])
+                if b.id not in pending.exclude and b.id not in self._settled
+            ]
+            if len(mine) == 1:
+                backup_id = mine[0].id
+            else:
+                try:
+                    backup = await self._find(pending)
+                    backup_id = backup.id if backup is not None else None
+                except CloudError as exc:
+                    log.warning("%s: could not look up its backup: %s", what, exc)
         return JobResult(
             pending.key,
             "timed_out",
             backup_id=backup_id,
             error_reason=f"{what} did not finish before its deadline",
         )
+
+
+def _floor(since: datetime | None, seen_before: datetime | None) -> datetime | None:
+    """The later of the two lower bounds on a backup's `created_at` (`since` is on our clock)."""
+    bounds = [b for b in (since - CLOCK_SKEW if since is not None else None, seen_before) if b is not None]
+    return max(bounds, default=None)

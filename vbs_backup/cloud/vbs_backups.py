@@ -261,8 +261,12 @@ class VbsBackupsApi(VbsBase):
         name: str | None = None,
         status: str | None = None,
         page_size: int = 100,
+        sort_key: str | None = None,
+        sort_dir: str | None = None,
     ) -> AsyncIterator[Backup]:
-        """Every backup matching the filters, across pages (marker paging over `backups_links`).
+        """Every backup matching the filters, across pages (marker paging over `backups_links`), in the
+        documented default order (`created_at` descending) unless `sort_key`/`sort_dir` say otherwise; a
+        caller that stops iterating stops the paging (no further page is asked for).
 
         Items are read tolerantly (`read_listed_backup`): one that cannot be read in full is logged and
         yielded as what could be read, a placeholder with status `UNREADABLE_STATUS` when a field that
@@ -273,7 +277,9 @@ class VbsBackupsApi(VbsBase):
             self._v2("/backups/detail"),
             items_key="backups",
             links_key="backups_links",
-            params=query_params(volume_id=volume_id, name=name, status=status),
+            params=query_params(
+                volume_id=volume_id, name=name, status=status, sort_key=sort_key, sort_dir=sort_dir
+            ),
             page_size=page_size,
             style="marker",
             operation="vbs.list_backup_details",
