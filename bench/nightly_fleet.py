@@ -338,7 +338,29 @@ def make_plan(args: argparse.Namespace) -> BackupPlan:
     )
 
 
+PG_PREFECT_DB = "vbsb_bench_prefect"
+PG_LEDGER_DB = "vbsb_bench_ledger"
+
+
 async def run_once(args: argparse.Namespace, workdir: Path) -> Result:
+    """One run: Prefect's ephemeral server (SQLite), or with `--postgres` a dedicated `prefect server
+    start` on a fresh PostgreSQL database and the ledger on another one (bench/prefect_server.py)."""
+    if not args.postgres:
+        return await _run_once(args, workdir, None, f"sqlite:///{workdir / 'ledger.sqlite'}")
+    from bench.prefect_server import ensure_database_async, prefect_server
+
+    prefect_db = await ensure_database_async(name=PG_PREFECT_DB, fresh=True)
+    ledger_db = await ensure_database_async(name=PG_LEDGER_DB, fresh=True)
+    ledger_url = ledger_db.replace("postgresql+asyncpg://", "postgresql://")  # the ledger's driver: psycopg
+    async with prefect_server(database_url=prefect_db, home=workdir / "prefect-server") as server:
+        os.environ["PREFECT_API_URL"] = server.api_url  # before this process imports Prefect
+        result = await _run_once(args, workdir, server, ledger_url)
+    result.timings.prefect_start = server.start_seconds or 0.0
+    result.prefect_rss_mib = server.peak_rss_mib
+    return result
+
+
+async def _run_once(args: argparse.Namespace, workdir: Path, dedicated: Any, ledger_url: str) -> Result:
     from prefect.client.orchestration import get_client
     from prefect.server.api.server import SubprocessASGIServer
 
@@ -350,7 +372,8 @@ async def run_once(args: argparse.Namespace, workdir: Path) -> Result:
     async with get_client() as client:  # starts the ephemeral server, so the flow is timed without it
         await client.hello()
     timings.prefect_start = time.monotonic() - start
-    prefect = SubprocessASGIServer()  # the ephemeral server just started (a per-process singleton)
+    # the ephemeral server just started (a per-process singleton), or the dedicated one
+    api_url = dedicated.api_url if dedicated is not None else SubprocessASGIServer().api_url
 
     state = CloudState(clock=ScaledClock(args.speed))
     times = RequestTimes(create_app(state, fleet=result.fleet))
@@ -361,7 +384,7 @@ async def run_once(args: argparse.Namespace, workdir: Path) -> Result:
             gateway = {"rate": args.gateway_rate, "burst": max(1, int(args.gateway_rate))}
             control.post("/rate_limit", json=gateway).raise_for_status()
             result.settings = control.get("/settings").json()
-        point_flow_at(server.url, f"sqlite:///{workdir / 'ledger.sqlite'}", args.rate)
+        point_flow_at(server.url, ledger_url, args.rate)
 
         lag_task = asyncio.create_task(result.lag.run())
         start = time.monotonic()
@@ -393,9 +416,10 @@ async def run_once(args: argparse.Namespace, workdir: Path) -> Result:
         # a task per disk and a retention task per server, plus discover-servers, check-quota,
         # list-backups (twice), reconcile, confirm and publish-summary
         expected = len(disk_sizes(result.fleet)) + args.servers + 7
-        result.history = await prefect_history(prefect.api_url, flow_run_id, expected)
-    prefect.stop()  # now, not at exit: its peak RSS then shows in RUSAGE_CHILDREN
-    result.ledger = read_ledger(f"sqlite:///{workdir / 'ledger.sqlite'}")
+        result.history = await prefect_history(api_url, flow_run_id, expected)
+    if dedicated is None:
+        SubprocessASGIServer().stop()  # now, not at exit: its peak RSS then shows in RUSAGE_CHILDREN
+    result.ledger = read_ledger(ledger_url)
     return result
 
 

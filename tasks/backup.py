@@ -76,9 +76,10 @@ class ServerWave:
     (`done()` of a disk that never arrived counts as going without a create). When the last one arrives, the
     wave takes a rate-limit token for each arrived disk in one go (nobody else is served in between) and
     hands each its token (`prepaid_token`): the creates then leave together, so neither another server's
-    request nor a stall of the event loop can come between them. The submission turn is handed on as soon
-    as every disk is done, so the next server writes its intents while this one's jobs run; the job slots
-    are held until the wave ends."""
+    request nor a stall of the event loop can come between them. A wave larger than the limiter's burst
+    (a slowed client) does not: its creates go one by one, as close together as the rate allows. The
+    submission turn is handed on as soon as every disk is done, so the next server writes its intents while
+    this one's jobs run; the job slots are held until the wave ends."""
 
     def __init__(self, ctx: RunContext, parties: int) -> None:
         self._ctx = ctx
@@ -88,6 +89,7 @@ class ServerWave:
         self._unfinished = parties
         self._open = asyncio.Event()
         self._opening: asyncio.Task[None] | None = None
+        self.prepaid = False  # the wave took a token for each arrived disk
         self._turn_held = False
 
     async def __aenter__(self) -> ServerWave:
@@ -119,8 +121,11 @@ class ServerWave:
     async def _open_with_tokens(self, count: int) -> None:
         try:
             limiter = self._ctx.client.session.rate_limiter
-            if limiter is not None and count > 0:
+            # Only a wave that fits in the limiter's burst leaves at once: more than that would be a clump
+            # the gateway throttles (a slowed limiter has a small burst: its disks then go one by one).
+            if limiter is not None and 0 < count <= limiter.burst:
                 await limiter.acquire(count)
+                self.prepaid = True
         finally:
             self._open.set()
 
@@ -143,7 +148,8 @@ class _WaveMember:
         self._wave._arrived += 1
         self._wave._check()
         await self._wave._open.wait()
-        prepaid_token()  # taken by the wave for this disk's create
+        if self._wave.prepaid:
+            prepaid_token()  # taken by the wave for this disk's create
 
     def done(self) -> None:
         if self._done:

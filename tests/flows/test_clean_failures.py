@@ -7,13 +7,7 @@ back through its API (the run's logs, as the UI shows them), the ledger through 
 
 from __future__ import annotations
 
-from uuid import UUID
-
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-from prefect.logging.handlers import APILogHandler
-from prefect.states import State
 from sqlmodel import Session, select
 
 import tasks.discovery
@@ -22,6 +16,7 @@ from flows.policies import policy_audit
 from flows.restore import restore_disk, restore_drill
 from flows.sharing import share_backups
 from flows.watchdog import backup_watchdog
+from tests.flows.prefect_logs import logged
 from vbs_backup.config import BackupPlan
 from vbs_backup.ledger import Run
 
@@ -35,16 +30,6 @@ def plan(**overrides) -> BackupPlan:
     data = {"selection": {"tags": {"backup": "nightly"}}, "poll_interval_seconds": 30}
     data.update(overrides)
     return BackupPlan.model_validate(data)
-
-
-async def logged(state: State) -> str:
-    """Every log line Prefect stored for the state's flow run (and its task runs), one per line."""
-    await APILogHandler.aflush()
-    run_id = state.state_details.flow_run_id
-    assert isinstance(run_id, UUID)
-    async with get_client() as client:
-        logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
-    return "\n".join(log.message for log in logs)
 
 
 def runs(ledger) -> list[Run]:

@@ -7,18 +7,14 @@ quota with `VolumeBackup.0080` / `.0081`, reference §2.1, §2.16).
 from __future__ import annotations
 
 from pathlib import Path
-from uuid import UUID
 
 import pytest
 import yaml
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-from prefect.logging.handlers import APILogHandler
-from prefect.states import State
 from sqlmodel import Session, select
 
 from flows.nightly import nightly_backup
 from flows.watchdog import backup_watchdog
+from tests.flows.prefect_logs import logged
 from vbs_backup.config import BackupPlan
 from vbs_backup.ledger import DiskBackup, Run
 
@@ -56,16 +52,6 @@ def backups_in_cloud(emulator) -> int:
 def ledger_rows(ledger) -> tuple[list[Run], list[DiskBackup]]:
     with Session(ledger) as session:
         return list(session.exec(select(Run)).all()), list(session.exec(select(DiskBackup)).all())
-
-
-async def logged(state: State) -> str:
-    """Every log line Prefect stored for the state's flow run (and its task runs), one per line."""
-    await APILogHandler.aflush()
-    run_id = state.state_details.flow_run_id
-    assert isinstance(run_id, UUID)
-    async with get_client() as client:
-        logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
-    return "\n".join(log.message for log in logs)
 
 
 # ------------------------------------------------------------------------------------------- preflight

@@ -6,18 +6,24 @@ and backing off. But its limit is not documented and differs between clouds, ser
 configured rate is only a ceiling: the session tells the limiter about every answer, and the limiter adapts
 the way TCP does (additive increase, multiplicative decrease):
 
-* `throttled(retry_after)` (a 429): the rate is multiplied by `decrease` (0.5), never below `min_rate`
-  (0.1 req/s), at most once per `window` (1 s, extended to the end of a Retry-After pause): a burst of 429s
-  from requests that were already on their way says the same thing once, so it halves the rate once. The
+* `throttled(retry_after)` (a 429): the rate drops to just under what the gateway let through over the last
+  few seconds (`OBSERVED_SECONDS`; that is the gateway's rate, measured), but by no more than `decrease`
+  (0.5) and by at least 10 %, never below `min_rate` (0.1 req/s), at most once per `window` (1 s, extended
+  to the end of a Retry-After pause): a burst of 429s from requests that were already on their way says
+  the same thing once, so it lowers the rate once. The measured rate is kept as the gateway's estimate. The
   bucket is emptied (the gateway's is), and when the gateway sent `Retry-After` (capped at `max_pause`)
   no token is granted before that moment: every caller pauses, not only the throttled one; the first
   goes when the pause ends (the gateway has a token again then: that is what the header says).
 * `succeeded()` (any other answer): the rate climbs by `increase_per_second` (default `rate_max / 20`) per
   second of answered traffic, at most one second's worth per answer (an idle spell is no evidence that a
   higher rate is fine), up to the configured maximum; answers within a decrease window do not count (they
-  were sent at the old rate). So after halving from the ceiling, the limiter is back there in ~10 s of
-  429-free traffic; the probe is slow next to the decrease, because a 429 costs a pause of seconds and a
-  retry while a rate a little too low costs little.
+  were sent at the old rate). Near the gateway's estimated rate (from 90 % to 120 % of it) it climbs
+  gently instead, 1 % of the rate per second (`PROBE_PER_SECOND`): a 429 costs the throttled call a retry
+  and every caller the Retry-After pause, so the limiter settles just under the gateway's rate and
+  probes above it every several seconds, rather than sawing between half of it and all of it (measured
+  with a 2 req/s gateway and a client configured for 10: see bench/README.md, run (b)). Beyond 120 % of
+  the estimate without a 429 the gateway has become faster: the estimate is dropped, the climb is fast
+  again.
 
 The burst shrinks with the rate (`burst_max * rate / rate_max`, at least 1), so a slowed limiter does not
 send a clump after an idle spell. `report()` returns a `RateReport`: requests granted, 429s seen, the rate
@@ -33,11 +39,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
 __all__ = ["RateLimiter", "RateReport", "prepaid_token"]
+
+OBSERVED_SECONDS = 5.0  # the answers of this last span measure what the gateway lets through
+PROBE_PER_SECOND = 0.01  # near the gateway's estimated rate, climb by this share of the rate per second
 
 # Tokens taken in advance for the current asyncio task (see `RateLimiter.acquire(count)`): its next
 # single-token acquisition uses one instead of queueing again.
@@ -176,6 +186,8 @@ class RateLimiter:
         self._first_grant: float | None = None
         self._last_grant: float | None = None
         self._last_answer: float | None = None
+        self._answers: deque[float] = deque()  # times of the answers of the last OBSERVED_SECONDS
+        self.estimate: float | None = None  # the gateway's rate, as measured at the last decrease
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate_per_second={self.rate}, burst={self.burst}, rate_max={self.rate_max})"
@@ -269,7 +281,10 @@ class RateLimiter:
             self._paused_until = max(self._paused_until, now + min(retry_after, self.max_pause))
         if self.rate is not None and self.lowest_rate is not None:
             if now >= self._window_end and self.rate > self.min_rate:
-                self.rate = max(self.min_rate, self.rate * self.decrease)
+                observed = self._observed(now)
+                target = self.rate * self.decrease if observed is None else 0.95 * observed
+                self.rate = max(self.min_rate, min(self.rate * 0.9, max(self.rate * self.decrease, target)))
+                self.estimate = observed
                 self.lowest_rate = min(self.lowest_rate, self.rate)
                 self._decreases += 1
                 self._window_end = now + self.window
@@ -283,14 +298,29 @@ class RateLimiter:
         now = self._clock()
         self._succeeded += 1
         self._last_answer = now
+        self._answers.append(now)
+        while self._answers and self._answers[0] < now - OBSERVED_SECONDS:
+            self._answers.popleft()
         if self.rate is None or self.rate_max is None or now < self._window_end:
             return
         if self.rate < self.rate_max:
             # one second's worth at most: time without answers is no evidence that more would pass
             elapsed = min(1.0, now - max(self._last_success, self._window_end))
             self._refill()  # tokens earned so far at the old rate
-            self.rate = min(self.rate_max, self.rate + self.increase_per_second * elapsed)
+            step = self.increase_per_second
+            if self.estimate is not None and self.rate > 1.2 * self.estimate:
+                self.estimate = None  # the gateway lets more through than it did: climb fast again
+            elif self.estimate is not None and self.rate >= 0.9 * self.estimate:
+                step = self.rate * PROBE_PER_SECOND
+            self.rate = min(self.rate_max, self.rate + step * elapsed)
         self._last_success = now
+
+    def _observed(self, now: float) -> float | None:
+        """Answers per second over the last OBSERVED_SECONDS (over at least one second); None without any."""
+        recent = [t for t in self._answers if t >= now - OBSERVED_SECONDS]
+        if len(recent) < 2:
+            return None
+        return len(recent) / max(1.0, now - recent[0])
 
     def report(self) -> RateReport:
         """What was granted and learnt so far (see `RateReport`)."""
