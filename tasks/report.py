@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from prefect import task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.cache_policies import NO_CACHE
 
 from vbs_backup.disk_backups import DiskOutcome
 from vbs_backup.pruning import PruneResult
@@ -54,7 +55,7 @@ def summary_line(outcomes: Sequence[DiskOutcome], prunes: Sequence[PruneResult])
     return text
 
 
-@task(name="publish-summary")
+@task(name="publish-summary", cache_policy=NO_CACHE)
 async def publish_summary(
     flow_name: str, outcomes: Sequence[DiskOutcome], prunes: Sequence[PruneResult]
 ) -> str:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,9 +36,17 @@ from vbs_backup.waiting import JobWaiter
 log = logging.getLogger(__name__)
 
 
-# Servers whose disks are being submitted (intents written, creates sent) at once: creates are rate-limited,
-# more would only queue. A server hands its turn on once its creates are sent (tasks.backup.ServerWave).
+# Servers whose disks are being submitted (intents written, creates sent) at once: at least this many, and
+# one per request/s the client may send, so that a server's ledger writes and creates (a second or more
+# under load) overlap with the others' and the creates keep pace with the rate; more would only queue.
+# A server hands its turn on once its creates are sent (tasks.backup.ServerWave).
 SERVERS_SUBMITTING_AT_ONCE = 8
+# Ledger writes run in threads (`asyncio.to_thread`), three per disk. On PostgreSQL each waits on the server
+# (~0.1 s under a 10,000-disk night's load), and asyncio's default pool (cores + 4 threads: 6 here) then
+# capped the night at ~20 disks/s (bench/nightly_fleet.py): a run widens its loop's pool to this. The
+# ledger engine's connection pool matches it (vbs_backup.ledger.engine.POOL_SIZE).
+IO_THREADS = 24
+_widened: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 # A live run writes its heartbeat this often (real time), well within the ledger's RUN_LEASE.
 HEARTBEAT_EVERY = 60.0
 
@@ -77,7 +88,7 @@ class RunContext:
     now: datetime
     jobs_in_flight: asyncio.Semaphore
     servers_in_flight: asyncio.Semaphore
-    submitting: asyncio.Semaphore  # servers submitting at once (SERVERS_SUBMITTING_AT_ONCE)
+    submitting: asyncio.Semaphore  # servers submitting at once (see SERVERS_SUBMITTING_AT_ONCE)
     job_slots_lock: asyncio.Lock  # a server takes its disks' job slots at once, under this lock
     time: TimeSource = field(default_factory=time_source)
 
@@ -214,6 +225,7 @@ async def open_run(plan: BackupPlan, *, credentials: str | None = None) -> Async
     """Connect, open the ledger and record the run's start; close everything on the way out. The run row
     is finished by the flow (it knows the outcome); a run that an expected failure (`EXPECTED_FAILURES`)
     ends here is marked failed with its one-line message, one that dies of anything else crashed."""
+    _widen_thread_pool()
     async with open_cloud(credentials) as cloud:
         source, engine = cloud.time, cloud.engine
         with Session(engine) as session:
@@ -243,7 +255,9 @@ async def open_run(plan: BackupPlan, *, credentials: str | None = None) -> Async
             now=now,
             jobs_in_flight=asyncio.Semaphore(plan.max_concurrent_jobs),
             servers_in_flight=asyncio.Semaphore(plan.max_concurrent_servers),
-            submitting=asyncio.Semaphore(SERVERS_SUBMITTING_AT_ONCE),
+            submitting=asyncio.Semaphore(
+                max(SERVERS_SUBMITTING_AT_ONCE, math.ceil(cloud.settings.max_requests_per_second or 0))
+            ),
             job_slots_lock=asyncio.Lock(),
             time=source,
         )
@@ -260,6 +274,14 @@ async def open_run(plan: BackupPlan, *, credentials: str | None = None) -> Async
             raise
         finally:
             heart.cancel()
+
+
+def _widen_thread_pool() -> None:
+    """Give the running loop a default executor of IO_THREADS threads (once per loop)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _widened:
+        loop.set_default_executor(ThreadPoolExecutor(IO_THREADS, thread_name_prefix="vbsb-io"))
+        _widened.add(loop)
 
 
 async def _heartbeat(engine: Engine, run_id: int) -> None:

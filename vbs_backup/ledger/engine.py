@@ -78,6 +78,12 @@ def _is_sqlite_memory(url: URL) -> bool:
     return db in ("", ":memory:") or (db.startswith("file:") and "mode=memory" in db)
 
 
+# Connections to a PostgreSQL ledger: one per thread a run writes from (tasks.runtime.IO_THREADS), plus a
+# few for the heartbeat and reads; SQLAlchemy's default (5 + 10) made writers wait for a connection.
+POOL_SIZE = 24
+POOL_OVERFLOW = 8
+
+
 def make_engine(url: str, *, echo: bool = False, connect_timeout: int = 10) -> Engine:
     """An engine for the ledger at ``url``.
 
@@ -102,6 +108,7 @@ def make_engine(url: str, *, echo: bool = False, connect_timeout: int = 10) -> E
         return engine
     if parsed.get_backend_name() == "postgresql":
         kwargs["pool_pre_ping"] = True
+        kwargs["pool_size"], kwargs["max_overflow"] = POOL_SIZE, POOL_OVERFLOW
         if "connect_timeout" not in parsed.query:
             kwargs["connect_args"] = {"connect_timeout": connect_timeout}
     return create_engine(parsed, **kwargs)
