@@ -38,7 +38,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -87,15 +87,6 @@ class _Pending:
     ask_at: int = ASK_JOB_AFTER_ROUNDS
 
 
-@dataclass
-class WaiterStats:
-    """What the waiter cost, for logs and benchmarks."""
-
-    rounds: int = 0
-    job_asks: int = 0
-    reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # why the job API was asked
-
-
 class JobWaiter:
     """Await backup jobs together. `wait()` may be called from many coroutines; one loop polls for all."""
 
@@ -117,7 +108,6 @@ class JobWaiter:
         self._settled: set[str] = set()  # backups that waits of this waiter ended on
         self.high_water: datetime | None = None  # newest created_at of any finished listing
         self._loop_task: asyncio.Task[None] | None = None
-        self.stats = WaiterStats()
 
     async def wait(
         self,
@@ -171,7 +161,6 @@ class JobWaiter:
                 raise
 
     async def _round(self) -> None:
-        self.stats.rounds += 1
         try:
             listed: dict[tuple[str, str], list[Backup]] | None = await self._recent_backups()
         except CloudError as exc:
@@ -181,9 +170,7 @@ class JobWaiter:
         now = self._clock()
         for pending in list(self._pending.values()):
             if listed is None:
-                result = await (
-                    self._ask_job(pending, "no list") if pending.job_id else self._ask_backup(pending)
-                )
+                result = await (self._ask_job(pending) if pending.job_id else self._ask_backup(pending))
             else:
                 result = await self._from_list(pending, listed.get((pending.volume_id, pending.marker), []))
             if result is None and now >= pending.deadline:
@@ -223,19 +210,9 @@ class JobWaiter:
 
     async def _from_list(self, pending: _Pending, same_identity: list[Backup]) -> JobResult | None:
         """What the list says of this wait's backup; the job API only where the list cannot tell."""
-        if pending.backup_id:
-            candidates = [b for b in same_identity if b.id == pending.backup_id]
-        else:
-            floor = pending.floor
-            candidates = [
-                b
-                for b in same_identity
-                if b.id not in pending.exclude
-                and b.id not in self._settled
-                and (floor is None or b.created_at >= floor)
-            ]
+        candidates = self._candidates(pending, same_identity)
         if len(candidates) > 1:
-            return await self._ask_job(pending, "several candidates") if pending.job_id else None
+            return await self._ask_job(pending) if pending.job_id else None
         if not candidates:
             if not pending.job_id:
                 return JobResult(pending.key, "failed", error_reason=f"backup {pending.marker} disappeared")
@@ -243,21 +220,30 @@ class JobWaiter:
             if pending.unseen_rounds < pending.ask_at:
                 return None
             pending.ask_at *= 2
-            return await self._ask_job(pending, "no backup visible")
+            return await self._ask_job(pending)  # no backup visible yet, rounds after the create
         backup = candidates[0]
         status = str(backup.status)
-        if status == "available":
-            return JobResult(pending.key, "succeeded", backup_id=backup.id)
         if status == "creating":
             return None
-        if pending.job_id:  # `error` (the job has the error code) or a status the list cannot explain
-            return await self._ask_job(pending, f"backup {status}")
+        if pending.job_id and status != "available":  # the job has the error code, or explains the status
+            return await self._ask_job(pending)
         return self._ended(pending, backup)
 
-    async def _ask_job(self, pending: _Pending, why: str) -> JobResult | None:
+    def _candidates(self, pending: _Pending, same_identity: Iterable[Backup]) -> list[Backup]:
+        """The backups of the wait's identity that can be its own: the one it knows, else any that was not
+        there before its create, that no other wait of this waiter ended on, and no older than its floor."""
+        if pending.backup_id:
+            return [b for b in same_identity if b.id == pending.backup_id]
+        return [
+            b
+            for b in same_identity
+            if b.id not in pending.exclude
+            and b.id not in self._settled
+            and (pending.floor is None or b.created_at >= pending.floor)
+        ]
+
+    async def _ask_job(self, pending: _Pending) -> JobResult | None:
         assert pending.job_id is not None
-        self.stats.job_asks += 1
-        self.stats.reasons[why] += 1
         try:
             job = await self._vbs.get_job(pending.job_id)
         except NotFoundError:
@@ -300,12 +286,9 @@ class JobWaiter:
         return None
 
     async def _find(self, pending: _Pending) -> Backup | None:
-        """The backup this wait is about: the known one, else the newest of its identity not excluded."""
+        """The backup this wait is about, asked of this disk's backups: the newest of its candidates."""
         found = await self._vbs.find_backups_by_description(pending.marker, pending.volume_id)
-        if pending.backup_id:
-            return next((b for b in found if b.id == pending.backup_id), None)
-        mine = [b for b in found if b.id not in pending.exclude and b.id not in self._settled]
-        return max(mine, key=lambda b: (b.created_at, b.id), default=None)
+        return max(self._candidates(pending, found), key=lambda b: (b.created_at, b.id), default=None)
 
     async def _timed_out(
         self, pending: _Pending, listed: dict[tuple[str, str], list[Backup]] | None
@@ -314,11 +297,7 @@ class JobWaiter:
         backup_id = pending.backup_id
         if backup_id is None:
             # record the still-running backup, so that a later run can reconcile it
-            mine = [
-                b
-                for b in (listed or {}).get((pending.volume_id, pending.marker), [])
-                if b.id not in pending.exclude and b.id not in self._settled
-            ]
+            mine = self._candidates(pending, (listed or {}).get((pending.volume_id, pending.marker), []))
             if len(mine) == 1:
                 backup_id = mine[0].id
             else:
