@@ -24,10 +24,10 @@ import ipaddress
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -49,7 +49,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vbs_backup.identity import DAY_MINUTES, identity_marker, slot_start
-from vbs_backup.retention import RetentionRules
+from vbs_backup.retention import RetentionRules, plain_optional_fields
 
 __all__ = [
     "BACKUP_NAME_MAX_LENGTH",
@@ -85,6 +85,10 @@ DEFAULT_KEEP_DAILY = 7
 DEFAULT_KEEP_WEEKLY = 4
 # A device basename longer than this is cut, so that the server part of a name always keeps some room.
 _DEVICE_MAX_LENGTH = 16
+# A backup name's stamp: the slot start in the plan's timezone, ISO 8601 basic (20261129T0000), then a zone.
+_NAME_STAMP = "%Y%m%dT%H%M"
+# A zone abbreviation used as is in a name (CET, CEST, UTC, EST, AEDT); others ("+03") become an offset.
+_ZONE_ABBREVIATION = re.compile(r"^[A-Za-z]{1,6}$")
 
 
 class ConfigError(ValueError):
@@ -413,7 +417,9 @@ class ServerSelection(BaseModel):
     Name patterns are shell globs (``web-*``, ``db-?``), matched case-sensitively.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, title="Server selection", json_schema_extra=plain_optional_fields
+    )
 
     ids: list[ServerId] = Field(
         default_factory=list, title="Server ids", description="ECS server ids (UUIDs) to back up."
@@ -467,9 +473,14 @@ class ServerSelection(BaseModel):
 
 
 class BackupPlan(BaseModel):
-    """What to back up, how, and how long to keep it. Rendered by Prefect as the run form."""
+    """What to back up, how, and how long to keep it. Rendered by Prefect as the run form.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Times shown to people (backup names, log lines) are in the schedule timezone and say which it is.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, title="Backup plan", json_schema_extra=plain_optional_fields
+    )
 
     name: str = Field(
         default="nightly",
@@ -545,7 +556,8 @@ class BackupPlan(BaseModel):
         # sharing it is safe because RetentionRules is frozen.
         default=RetentionRules(keep_daily=DEFAULT_KEEP_DAILY, keep_weekly=DEFAULT_KEEP_WEEKLY),
         title="Retention",
-        description="Which of our own backups to keep per disk; the rest are deleted. "
+        description="Which of our own backups to keep per disk; the rest are deleted. Days, weeks, months "
+        "and years are counted in the schedule timezone unless the rules name a timezone of their own. "
         f"Default: keep {DEFAULT_KEEP_DAILY} daily and {DEFAULT_KEEP_WEEKLY} weekly backups.",
     )
     poll_interval_seconds: float = Field(
@@ -573,7 +585,8 @@ class BackupPlan(BaseModel):
     schedule_timezone: str = Field(
         default="UTC",
         title="Schedule timezone",
-        description="IANA timezone of the schedule, e.g. Europe/Paris.",
+        description="IANA timezone of the schedule, e.g. Europe/Paris: slots start at its local midnight, "
+        "backup names show its local time, and retention counts its days unless it names another timezone.",
     )
 
     @field_validator("slot_minutes")
@@ -620,31 +633,71 @@ class BackupPlan(BaseModel):
         return value
 
     def backup_name(self, server_name: str, device: str, slot: datetime) -> str:
-        """The deterministic backup name of one disk for one schedule slot.
+        """The deterministic backup name of one disk for one schedule slot, for people to read.
 
-        Shape: ``{name_prefix}-{server}-{dev}-{YYYYMMDDHHMM}``, where
+        Shape: ``{name_prefix}-{server}-{dev}-{stamp}``, e.g. ``vbsb-web-01-vdb-20261129T0000CET``, where
 
         * ``server`` is ``server_name`` with every run of characters other than letters, digits, ``_`` and
           ``-`` replaced by one ``-`` (``"server"`` if nothing is left), cut so that the whole name has at
           most 64 characters (the VBS limit);
         * ``dev`` is the basename of the device (``/dev/vdb`` -> ``vdb``), sanitized the same way
           (``"disk"`` if nothing is left) and cut to 16 characters;
-        * the slot is formatted in UTC to the minute; it must be timezone-aware.
+        * ``stamp`` is the slot start (timezone-aware) in :attr:`schedule_timezone`, to the minute, with
+          the zone it is read in (:meth:`name_stamp`): ``20261129T0000CET`` is 29 November 2026, 00:00
+          Paris time. On an autumn DST night the repeated hour's two slots read ``20261025T0200CEST`` and
+          ``20261025T0200CET``: a name never stands for two slots.
 
-        The same inputs always give the same name, so a retried or resumed run finds the backup it may
-        already have created. The name never starts with ``auto`` because the prefix may not. Two servers
-        whose names differ only in characters removed here give equal names, which is harmless: a backup
-        is always looked up by volume id and name together.
+        The same inputs always give the same name. The name never starts with ``auto`` because the prefix
+        may not. A name is decoration: a backup's identity is the plan's marker in its description (see
+        :mod:`vbs_backup.identity`), and an attempt remembers the name its create sent.
         """
-        if slot.tzinfo is None or slot.utcoffset() is None:
-            raise ValueError("slot must be a timezone-aware datetime")
-        stamp = slot.astimezone(UTC).strftime("%Y%m%d%H%M")
+        stamp = self.name_stamp(slot)
         dev = _sanitize(device.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1])[:_DEVICE_MAX_LENGTH]
         dev = dev or "disk"
         room = BACKUP_NAME_MAX_LENGTH - len(self.name_prefix) - len(dev) - len(stamp) - 3
-        # room >= 13: the prefix has at most 20 characters and dev at most 16.
-        server = _sanitize(server_name)[:room].strip("-") or "server"
+        # room >= 1: the prefix has at most 20 characters, dev at most 16 and the stamp at most 24 (13 and
+        # a zone of at most 11); it is 38 for the default prefix, a device such as vdb and a CET stamp.
+        server = _sanitize(server_name)[:room].strip("-") or "server"[:room]
         return f"{self.name_prefix}-{server}-{dev}-{stamp}"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The plan's :attr:`schedule_timezone`."""
+        return ZoneInfo(self.schedule_timezone)
+
+    def name_stamp(self, slot: datetime) -> str:
+        """The slot start (aware) as a backup name ends: local time in :attr:`schedule_timezone` to the
+        minute, ISO 8601 basic, then the zone's abbreviation: ``20261129T0000CET``, ``20260715T0000CEST``,
+        ``20261129T0000UTC``. Only letters, digits and ``-`` (VBS names refuse ``+``): a zone whose
+        abbreviation is numeric (``+03``) shows its offset, ``UTCp03`` (p: plus, m: minus, ``UTCm0330``);
+        an abbreviation that reads alike on both sides of a change of offset gets it too (``MSKp04``)."""
+        if slot.tzinfo is None or slot.utcoffset() is None:
+            raise ValueError("slot must be a timezone-aware datetime")
+        local = slot.astimezone(self.zone)
+        return local.strftime(_NAME_STAMP) + _zone_designator(local)
+
+    def local(self, moment: datetime, *, seconds: bool = False) -> str:
+        """`moment` as an operator reads it: in the plan's :attr:`schedule_timezone`, with the zone's
+        abbreviation, e.g. ``2026-11-30 02:00 CET`` (``2026-11-30 02:00:07 CET`` with `seconds`). A naive
+        `moment` is taken as UTC (the ledger's convention). For log lines, artifacts and messages. In the
+        rare zone whose abbreviation stays the same across a change of offset, an hour that occurs twice
+        also shows its offset (``2014-10-26 01:00 MSK+04:00``)."""
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            moment = moment.replace(tzinfo=UTC)
+        local = moment.astimezone(self.zone)
+        zone = local.tzname() or local.strftime("%z")
+        other = local.replace(fold=1 - local.fold)
+        if other.utcoffset() != local.utcoffset() and other.tzname() == local.tzname():
+            zone += _offset_text(local.utcoffset() or timedelta(0))
+        return f"{local.strftime('%Y-%m-%d %H:%M:%S' if seconds else '%Y-%m-%d %H:%M')} {zone}"
+
+    @model_validator(mode="after")
+    def _retention_in_schedule_timezone(self) -> Self:
+        # Rules that name no timezone count days in the schedule's. A copy: the default rules are shared.
+        # (Validation does it: a model_copy that changes schedule_timezone keeps the rules' old zone.)
+        if self.retention.timezone is None and self.retention.effective_timezone != self.schedule_timezone:
+            object.__setattr__(self, "retention", self.retention.in_timezone(self.schedule_timezone))
+        return self
 
     def schedule_slot(self, now: datetime) -> datetime:
         """The start (UTC) of the slot containing `now` (aware): an absolute time interval, correct across
@@ -672,6 +725,34 @@ class BackupPlan(BaseModel):
 
 def _sanitize(text: str) -> str:
     return _NOT_NAME_CHARS.sub("-", text.strip()).strip("-")
+
+
+def _offset_text(offset: timedelta) -> str:
+    """``+04:00``, ``-03:30``: a UTC offset as people write it."""
+    minutes = abs(offset) // timedelta(minutes=1)
+    return f"{'-' if offset < timedelta(0) else '+'}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _offset_designator(offset: timedelta) -> str:
+    """``p0100``, ``m0330``, ``p00``: a UTC offset in name characters (p: plus, m: minus; minutes if any)."""
+    sign = "m" if offset < timedelta(0) else "p"
+    minutes = abs(offset) // timedelta(minutes=1)
+    hours, rest = divmod(minutes, 60)
+    return f"{sign}{hours:02d}{rest:02d}" if rest else f"{sign}{hours:02d}"
+
+
+def _zone_designator(local: datetime) -> str:
+    """The zone of `local` (aware, in a ZoneInfo) in name characters, telling its two readings apart on a
+    night that repeats an hour: the abbreviation when it is letters and differs between the two (CEST then
+    CET), else with the offset (``MSKp04``/``MSKp03``); ``UTC`` and the offset for a numeric abbreviation."""
+    offset = local.utcoffset() or timedelta(0)
+    abbreviation = local.tzname() or ""
+    if not _ZONE_ABBREVIATION.match(abbreviation):
+        return f"UTC{_offset_designator(offset)}"
+    other = local.replace(fold=1 - local.fold)  # the same wall time, read on the other side of a change
+    if other.utcoffset() != offset and other.tzname() == abbreviation:
+        return f"{abbreviation}{_offset_designator(offset)}"
+    return abbreviation
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -17,17 +17,29 @@ On top of the rules, safety rules that hold for every input (and that the proper
    ``min(min_successful, number of available backups)`` available backups.
 3. When the newest backup attempt of the disk failed, nothing is deleted at all (fail closed).
 4. With ``min_verified`` the newest N of our successful backups that passed a restore drill are kept too.
+
+Days, weeks, months and years are counted in the rules' timezone; rules that name none count in the
+timezone of the plan that holds them (its ``schedule_timezone``, see :meth:`RetentionRules.in_timezone`), and
+in UTC when used on their own.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
-from typing import Literal, Self
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "POLICY_PREFIX",
@@ -35,6 +47,7 @@ __all__ = [
     "Decision",
     "RetentionPlan",
     "RetentionRules",
+    "plain_optional_fields",
     "plan_retention",
 ]
 
@@ -44,6 +57,42 @@ POLICY_PREFIX = "autobk_"
 STATUS_AVAILABLE = "available"
 STATUS_ERROR = "error"
 SUSPENDED = "newest attempt failed: pruning suspended"
+
+_NULL = {"type": "null"}
+
+
+def plain_optional_fields(schema: dict[str, Any]) -> None:
+    """Show every optional field of a model's JSON schema (``int | None = None``, ``str | None = None``) as
+    a plain, not required field with no default, instead of ``anyOf: [{type: integer}, {type: null}]`` and
+    ``default: null``, which Prefect's run form labels "Property is type None". Use it as a model's
+    ``json_schema_extra``.
+
+    Only the JSON schema changes: the model still validates None (YAML's ``~``, Python's None). Prefect's
+    server-side check of a run's parameters (``prefect.utilities.schema_tools.validate``) also still accepts
+    null there: it adds a null branch to every typed property that is neither required nor defaulted.
+    The default of a nested model (a plan's default retention) loses its null members likewise, so that the
+    form starts with those fields empty.
+    """
+    for prop in schema.get("properties", {}).values():
+        if isinstance(prop.get("default"), dict):
+            prop["default"] = _without_nulls(prop["default"])
+        branches = prop.get("anyOf")
+        if not isinstance(branches, list) or _NULL not in branches or prop.get("default", None) is not None:
+            continue
+        rest = [b for b in branches if b != _NULL]
+        if len(rest) != 1 or "type" not in rest[0]:
+            continue  # a union of several types, or a model reference: left as pydantic wrote it
+        del prop["anyOf"]
+        prop.pop("default", None)
+        for key, value in rest[0].items():
+            prop.setdefault(key, value)
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
 
 _KEEP_RULES = (
     "keep_last",
@@ -57,9 +106,15 @@ _KEEP_RULES = (
 
 
 class RetentionRules(BaseModel):
-    """How many backups of each disk to keep. Rules are OR-ed: a backup is kept if any rule keeps it."""
+    """How many backups of each disk to keep. Rules are OR-ed: a backup is kept if any rule keeps it.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Days, weeks, months and years are counted in the timezone the rules name; when they name none, in
+    their plan's schedule timezone (UTC for rules used on their own).
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", title="Retention rules", json_schema_extra=plain_optional_fields
+    )
 
     keep_last: int | None = Field(
         default=None, ge=1, title="Keep last", description="Keep the N newest successful backups."
@@ -113,15 +168,21 @@ class RetentionRules(BaseModel):
         description="The newest N successful backups of each disk that passed a restore drill are always "
         "kept as well, whatever the rules say (0: off). Use it with scheduled restore drills.",
     )
-    timezone: str = Field(
-        default="UTC",
+    timezone: str | None = Field(
+        default=None,
         title="Timezone",
-        description="IANA timezone (e.g. Europe/Paris) in which days, weeks, months and years are counted.",
+        description="IANA timezone (e.g. Europe/Paris) in which days, weeks, months and years are counted. "
+        "Empty: the plan's schedule timezone.",
     )
+    # The zone an empty `timezone` stands for: the plan's schedule timezone once a plan holds these rules.
+    # Not a field: the rules as written (their dump, their equality) stay "the plan's timezone".
+    _inherited_timezone: str = PrivateAttr(default="UTC")
 
     @field_validator("timezone")
     @classmethod
-    def _known_timezone(cls, value: str) -> str:
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError, OSError):
@@ -137,9 +198,27 @@ class RetentionRules(BaseModel):
             raise ValueError(f"retention keeps nothing: set at least one of {', '.join(_KEEP_RULES)}")
         return self
 
+    def __eq__(self, other: object) -> bool:
+        # The rules as written: an inherited timezone is the plan's (which compares its own).
+        if not isinstance(other, RetentionRules):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    def in_timezone(self, timezone: str) -> RetentionRules:
+        """These rules counting in `timezone` (an IANA name) unless they name a timezone of their own."""
+        ZoneInfo(timezone)  # an unknown zone fails here, not when the rules are applied
+        rules = self.model_copy()
+        rules._inherited_timezone = timezone
+        return rules
+
+    @property
+    def effective_timezone(self) -> str:
+        """The IANA timezone in which these rules count days: their own, else the inherited one."""
+        return self.timezone or self._inherited_timezone
+
     @property
     def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
+        return ZoneInfo(self.effective_timezone)
 
 
 class BackupRecord(BaseModel):
@@ -201,6 +280,13 @@ def _check_one_disk(backups: Sequence[BackupRecord]) -> None:
         raise ValueError(f"duplicate backup ids: {duplicates}")
 
 
+def _days_before(now: datetime, days: int, tz: ZoneInfo) -> datetime:
+    """The instant `days` local calendar days before `now`, at the same wall-clock time in `tz`. A wall time
+    that occurs twice or never that day gives the earlier of its two readings (when in doubt, keep)."""
+    wall = now.astimezone(tz).replace(fold=0) - timedelta(days=days)
+    return min(wall.replace(fold=fold).astimezone(UTC) for fold in (0, 1))
+
+
 def _apply_keep_rules(
     candidates: list[BackupRecord], rules: RetentionRules, now: datetime
 ) -> dict[str, list[str]]:
@@ -213,8 +299,9 @@ def _apply_keep_rules(
             keep[backup.id].append(f"keep_last {rules.keep_last} (#{rank})")
 
     if rules.keep_within_days:
-        # Inclusive boundary: a backup exactly D days old is still "within D days".
-        since = now - timedelta(days=rules.keep_within_days)
+        # Inclusive boundary: a backup exactly D days old is still "within D days". Days of the rules'
+        # timezone: the same wall-clock time D days ago (D days and an hour when a DST change lies between).
+        since = _days_before(now, rules.keep_within_days, tz)
         for backup in candidates:
             if backup.created_at >= since:
                 keep[backup.id].append(f"within {rules.keep_within_days} days")

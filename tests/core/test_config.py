@@ -6,6 +6,8 @@ import re
 import textwrap
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
@@ -26,6 +28,7 @@ from vbs_backup.retention import RetentionRules
 SERVER_ID = "3f1c2b7e-8d4a-4c55-9a0e-2b6f1d9c7a10"
 PROJECT_ID = "17fbda95add24720a4038ba4b1c705ed"
 SLOT = datetime(2024, 3, 5, 2, 0, tzinfo=UTC)
+PARIS_PLAN = {"schedule_timezone": "Europe/Paris"}
 
 
 @pytest.fixture(autouse=True)
@@ -236,14 +239,114 @@ def test_plan_defaults() -> None:
     assert plan.retention.keep_daily == 7
 
 
+def test_retention_counts_in_the_schedule_timezone_unless_it_names_one() -> None:
+    paris = make_plan(**PARIS_PLAN)
+    assert paris.retention.timezone is None and paris.retention.effective_timezone == "Europe/Paris"
+    assert paris.retention.tz == ZoneInfo("Europe/Paris")
+    assert make_plan().retention.tz == ZoneInfo("UTC")  # the shared default rules were not changed
+    given = make_plan(retention={"keep_daily": 3}, **PARIS_PLAN)
+    assert given.retention.tz == ZoneInfo("Europe/Paris")
+    own = make_plan(retention={"keep_daily": 3, "timezone": "Asia/Tokyo"}, **PARIS_PLAN)
+    assert own.retention.tz == ZoneInfo("Asia/Tokyo")
+    python = BackupPlan(
+        selection=ServerSelection(tags={"a": "b"}),
+        retention=RetentionRules(keep_weekly=2),
+        schedule_timezone="America/New_York",
+    )
+    assert python.retention.tz == ZoneInfo("America/New_York")
+    # What is written stays "the schedule's": a dump, its round trip, the deployment parameters.
+    assert paris.model_dump(exclude_defaults=True) == {
+        "selection": {"name_patterns": ["web-*"]},
+        **PARIS_PLAN,
+    }
+    again = BackupPlan.model_validate(paris.model_dump(mode="json"))
+    assert again == paris and again.retention.tz == ZoneInfo("Europe/Paris")
+    moved = BackupPlan.model_validate({**paris.model_dump(mode="json"), "schedule_timezone": "Asia/Tokyo"})
+    assert moved.retention.tz == ZoneInfo("Asia/Tokyo")
+
+
 def test_every_plan_field_has_a_title_and_description() -> None:
-    for model in (BackupPlan, ServerSelection):
+    for model in (BackupPlan, ServerSelection, RetentionRules):
         for name, field in model.model_fields.items():
             assert field.title, f"{model.__name__}.{name} has no title"
+            assert field.title != name and "_" not in field.title, f"{model.__name__}.{name}: raw title"
             assert field.description, f"{model.__name__}.{name} has no description"
+        assert " " in (model.model_config.get("title") or ""), f"{model.__name__} has no human title"
     schema = BackupPlan.model_json_schema()
     assert schema["properties"]["disk_deadline_minutes"]["maximum"] == 1440
     assert "default" in schema["properties"]["retention"]
+
+
+def _properties(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every property of a schema and of its definitions, as `Model.field`."""
+    found = {f"{schema['title']}.{k}": v for k, v in schema.get("properties", {}).items()}
+    for definitions in (schema.get("$defs", {}), schema.get("definitions", {})):
+        for model in definitions.values():
+            found |= {f"{model['title']}.{k}": v for k, v in model.get("properties", {}).items()}
+    return found
+
+
+OPTIONAL_NUMBERS = {
+    "Backup plan.full_backup_every_days": "integer",
+    **{f"Retention rules.{k}": "integer" for k in ("keep_last", "keep_within_days", "keep_daily")},
+    **{f"Retention rules.{k}": "integer" for k in ("keep_weekly", "keep_monthly", "keep_yearly")},
+    "Retention rules.timezone": "string",
+}
+
+
+def test_optional_fields_are_plain_in_the_form() -> None:
+    """Prefect's run form labels `anyOf [integer, null]` "Property is type None": an optional number is a
+    plain number there, not required and with no default; its constraints stay."""
+    properties = _properties(BackupPlan.model_json_schema())
+    for where, prop in properties.items():
+        assert {"type": "null"} not in prop.get("anyOf", []), f"{where} has a null branch"
+        assert "default" not in prop or prop["default"] is not None, f"{where} defaults to null"
+    for where, kind in OPTIONAL_NUMBERS.items():
+        assert properties[where]["type"] == kind, where
+        assert "default" not in properties[where], where
+    assert properties["Backup plan.full_backup_every_days"]["minimum"] == 1
+    assert properties["Retention rules.keep_last"]["title"] == "Keep last"
+    # The default retention the form starts from has no nulls either.
+    default = properties["Backup plan.retention"]["default"]
+    assert default["keep_daily"] == 7 and None not in default.values() and "timezone" not in default
+
+
+def test_optional_fields_still_accept_none() -> None:
+    plan = make_plan(
+        full_backup_every_days=None, retention={"keep_last": None, "keep_daily": 3, "timezone": None}
+    )
+    assert plan.full_backup_every_days is None and plan.retention.keep_last is None
+    with pytest.raises(PlanError, match="full_backup_every_days"):
+        validate_plan({"selection": {"tags": {"a": "b"}}, "full_backup_every_days": 0})
+
+
+def test_prefect_accepts_the_form_with_and_without_optional_numbers() -> None:
+    """What Prefect's server checks a run's parameters with (jsonschema, after its own preprocessing)
+    accepts a plan that leaves the optional numbers out, sets them, or sends them empty (null)."""
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools.validation import ValidationError as SchemaError
+    from prefect.utilities.schema_tools.validation import validate
+
+    def flow(plan: BackupPlan) -> None: ...
+
+    schema = parameter_schema(flow).model_dump()
+    properties = _properties(schema)
+    assert properties["Backup plan.full_backup_every_days"]["type"] == "integer"
+    base = {"selection": {"tags": {"backup": "nightly"}}, "schedule_timezone": "Europe/Paris"}
+    for plan in (
+        base,
+        {**base, "full_backup_every_days": 7, "retention": {"keep_last": 3, "timezone": "UTC"}},
+        {**base, "full_backup_every_days": None, "retention": {"keep_last": None, "keep_daily": 2}},
+    ):
+        validate({"plan": plan}, schema, raise_on_error=True)
+        validate({"plan": plan}, schema, raise_on_error=True, ignore_required=True)
+    for bad in (
+        {"full_backup_every_days": 0},
+        {"full_backup_every_days": "x"},
+        {"retention": {"keep_last": 0}},
+    ):
+        with pytest.raises(SchemaError):
+            validate({"plan": {**base, **bad}}, schema, raise_on_error=True)
 
 
 def test_selection_needs_something() -> None:
@@ -414,13 +517,14 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 def test_backup_name_shape() -> None:
     plan = make_plan()
-    assert plan.backup_name("web-01", "/dev/vdb", SLOT) == "vbsb-web-01-vdb-202403050200"
-    assert plan.is_own_backup_name("vbsb-web-01-vdb-202403050200")
+    assert plan.backup_name("web-01", "/dev/vdb", SLOT) == "vbsb-web-01-vdb-20240305T0200UTC"
+    assert plan.is_own_backup_name("vbsb-web-01-vdb-20240305T0200UTC")
+    assert plan.is_own_backup_name("vbsb-web-01-vdb-202403050200")  # names of earlier versions
     assert not plan.is_own_backup_name("autobk_1234")
     assert not plan.is_own_backup_name(None)
 
 
-def test_backup_name_is_deterministic_and_in_utc() -> None:
+def test_backup_name_is_deterministic_whatever_zone_the_slot_is_written_in() -> None:
     plan = make_plan()
     paris = timezone(timedelta(hours=1))
     same_instant = SLOT.astimezone(paris)
@@ -431,6 +535,95 @@ def test_backup_name_is_deterministic_and_in_utc() -> None:
     # seconds do not change the slot; a different minute does
     assert plan.backup_name("a", "vdb", SLOT + timedelta(seconds=59)) == plan.backup_name("a", "vdb", SLOT)
     assert plan.backup_name("a", "vdb", SLOT + timedelta(minutes=1)) != plan.backup_name("a", "vdb", SLOT)
+
+
+def test_backup_name_reads_in_the_schedule_timezone() -> None:
+    plan = make_plan(**PARIS_PLAN)
+    night_of_the_29th = plan.schedule_slot(datetime(2026, 11, 29, 1, 0, tzinfo=UTC))  # 02:00 CET
+    assert night_of_the_29th == datetime(2026, 11, 28, 23, 0, tzinfo=UTC)
+    assert plan.backup_name("db-01", "/dev/vdb", night_of_the_29th) == "vbsb-db-01-vdb-20261129T0000CET"
+    summer = plan.schedule_slot(datetime(2026, 7, 15, 0, 30, tzinfo=UTC))
+    assert plan.backup_name("db-01", "/dev/vdb", summer) == "vbsb-db-01-vdb-20260715T0000CEST"
+    # The identity marker is unchanged: UTC, as every existing backup carries it.
+    assert plan.identity_marker(night_of_the_29th) == "vbsb1 plan=nightly slot=202611282300"
+
+
+def test_backup_names_tell_the_repeated_hour_of_an_autumn_night_apart() -> None:
+    plan = make_plan(slot_minutes=60, **PARIS_PLAN)
+    start = datetime(2026, 10, 24, 22, 0, tzinfo=UTC)  # 2026-10-25 00:00 CEST; 02:00 happens twice
+    slots = [plan.schedule_slot(start + timedelta(hours=h)) for h in range(6)]
+    names = [plan.backup_name("web-01", "/dev/vdb", s)[len("vbsb-web-01-vdb-") :] for s in slots]
+    assert names == [
+        "20261025T0000CEST",
+        "20261025T0100CEST",
+        "20261025T0200CEST",
+        "20261025T0200CET",
+        "20261025T0300CET",
+        "20261025T0400CET",
+    ]
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        "UTC",
+        "Europe/Paris",
+        "Europe/London",
+        "America/New_York",
+        "America/Sao_Paulo",
+        "Asia/Kolkata",
+        "Australia/Lord_Howe",
+        "America/St_Johns",
+        "Europe/Moscow",
+        "Pacific/Apia",
+        "Asia/Kathmandu",
+    ],
+)
+def test_backup_names_are_unique_per_slot_across_every_transition(zone: str) -> None:
+    """Every 30-minute slot of years with DST changes, a change of standard offset under one abbreviation
+    (Moscow 2011/2014) or a skipped day (Apia 2011): one name per slot, valid for VBS."""
+    plan = make_plan(slot_minutes=30, schedule_timezone=zone, name_prefix="p" * 20)
+    step, seen = timedelta(hours=6), {}
+    for year in (2011, 2014, 2026):
+        moment = datetime(year, 1, 1, tzinfo=UTC)
+        changes = [moment]  # and every change of offset, found within 6 hours
+        while moment.year == year:
+            if (moment + step).astimezone(plan.zone).utcoffset() != moment.astimezone(plan.zone).utcoffset():
+                changes.append(moment)
+            moment += step
+        for change in changes:
+            for half_hours in range(-60, 72):  # the two days around it, slot by slot
+                slot = plan.schedule_slot(change + timedelta(minutes=30 * half_hours))
+                name = plan.backup_name("s" * 100, "/dev/" + "d" * 40, slot)
+                assert NAME_RE.match(name) and len(name) <= 64, name
+                assert seen.setdefault(name, slot) == slot, f"{name} stands for {seen[name]} and {slot}"
+
+
+def test_backup_name_zone_designators() -> None:
+    def stamp(zone: str, at: datetime) -> str:
+        plan = make_plan(schedule_timezone=zone, slot_minutes=60)
+        return plan.name_stamp(plan.schedule_slot(at))
+
+    assert stamp("Asia/Dubai", datetime(2026, 11, 29, 1, tzinfo=UTC)) == "20261129T0500UTCp04"
+    assert stamp("America/Sao_Paulo", datetime(2026, 11, 29, 1, tzinfo=UTC)) == "20261128T2200UTCm03"
+    assert stamp("Asia/Kathmandu", datetime(2026, 11, 29, 1, tzinfo=UTC)).endswith("UTCp0545")
+    # Moscow left +04 for +03 on 2014-10-26 at 02:00, "MSK" on both sides: the offset tells them apart.
+    assert stamp("Europe/Moscow", datetime(2014, 10, 25, 21, tzinfo=UTC)) == "20141026T0100MSKp04"
+    assert stamp("Europe/Moscow", datetime(2014, 10, 25, 22, tzinfo=UTC)) == "20141026T0100MSKp03"
+    assert stamp("Europe/Moscow", datetime(2014, 10, 25, 23, tzinfo=UTC)) == "20141026T0200MSK"
+
+
+def test_plan_local_says_which_zone() -> None:
+    plan = make_plan(**PARIS_PLAN)
+    assert plan.local(datetime(2026, 11, 30, 1, 0, tzinfo=UTC)) == "2026-11-30 02:00 CET"
+    assert plan.local(datetime(2026, 7, 15, 0, 0, 7, tzinfo=UTC), seconds=True) == "2026-07-15 02:00:07 CEST"
+    assert plan.local(datetime(2026, 11, 30, 1, 0)) == "2026-11-30 02:00 CET"  # naive: UTC
+    assert plan.local(datetime(2026, 11, 30, 9, 0, tzinfo=ZoneInfo("Asia/Tokyo"))) == "2026-11-30 01:00 CET"
+    assert make_plan().local(datetime(2026, 11, 30, 1, 0, tzinfo=UTC)) == "2026-11-30 01:00 UTC"
+    assert plan.zone == ZoneInfo("Europe/Paris")
+    moscow = make_plan(schedule_timezone="Europe/Moscow")
+    assert moscow.local(datetime(2014, 10, 25, 21, tzinfo=UTC)) == "2014-10-26 01:00 MSK+04:00"
+    assert moscow.local(datetime(2014, 10, 25, 22, tzinfo=UTC)) == "2014-10-26 01:00 MSK+03:00"
 
 
 def test_backup_name_needs_an_aware_slot() -> None:
@@ -457,16 +650,19 @@ def test_backup_name_is_valid_for_vbs(server: str, device: str, prefix: str) -> 
     assert len(name) <= 64
     assert not name.lower().startswith("auto")
     assert name.startswith(f"{prefix}-")
-    assert name.endswith("-202403050200")
+    assert name.endswith("-20240305T0200UTC")
     assert "--" not in name
 
 
 def test_backup_name_truncates_the_server_only() -> None:
     name = make_plan().backup_name("s" * 100, "/dev/vdb", SLOT)
     assert len(name) == 64
-    assert name.endswith("-vdb-202403050200")
+    assert name.endswith("-vdb-20240305T0200UTC")
+    paris = make_plan(**PARIS_PLAN).backup_name("s" * 100, "/dev/vdb", SLOT)
+    assert paris == "vbsb-" + "s" * 38 + "-vdb-20240305T0300CET"
+    assert len(paris) == 64
 
 
 def test_backup_name_fallbacks() -> None:
     plan = make_plan()
-    assert plan.backup_name("数据库", "", SLOT) == "vbsb-server-disk-202403050200"
+    assert plan.backup_name("数据库", "", SLOT) == "vbsb-server-disk-20240305T0200UTC"

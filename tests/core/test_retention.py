@@ -147,6 +147,59 @@ def test_keep_daily_uses_local_days_on_the_fall_back_night() -> None:
     assert kept_ids(utc) == {"sun-2330", "sun-0030"}
 
 
+def test_rules_without_a_timezone_count_in_the_inherited_one() -> None:
+    """A plan's rules that name no timezone count in its schedule timezone (BackupPlan hands it down with
+    `in_timezone`); on their own, in UTC; a timezone they name always wins."""
+    rules = RetentionRules(keep_daily=2, min_successful=1)
+    assert rules.timezone is None and rules.tz == ZoneInfo("UTC")
+    inherited = rules.in_timezone("Europe/Paris")
+    assert inherited.tz == PARIS and inherited.effective_timezone == "Europe/Paris"
+    assert rules.tz == ZoneInfo("UTC")  # a copy: the original is untouched
+    assert inherited == rules and hash(inherited) == hash(rules)  # the rules as written are the same
+    assert inherited.model_dump()["timezone"] is None
+    own = RetentionRules(keep_daily=2, min_successful=1, timezone="Asia/Tokyo").in_timezone("Europe/Paris")
+    assert own.tz == ZoneInfo("Asia/Tokyo")
+    with pytest.raises(KeyError):
+        rules.in_timezone("Europe/Nowhere")
+
+    backups = [  # the fall-back night of the test below
+        backup(datetime(2025, 10, 24, 22, 30, tzinfo=UTC), id="sat-0030"),
+        backup(datetime(2025, 10, 25, 22, 30, tzinfo=UTC), id="sun-0030"),
+        backup(datetime(2025, 10, 26, 22, 30, tzinfo=UTC), id="sun-2330"),
+    ]
+    now = datetime(2025, 10, 27, tzinfo=UTC)
+    assert kept_ids(plan_retention(backups, inherited, now)) == {"sun-2330", "sat-0030"}  # Paris days
+    assert kept_ids(plan_retention(backups, rules, now)) == {"sun-2330", "sun-0030"}  # UTC days
+
+
+def test_keep_within_days_counts_local_days_across_a_dst_change() -> None:
+    # Paris leaves summer time on 2025-10-26: 7 local days before 2025-10-30 02:00 CET is 2025-10-23
+    # 02:00 CEST, 7 days and 1 hour of real time earlier.
+    now = datetime(2025, 10, 30, 1, 0, tzinfo=UTC)  # 02:00 CET
+    edge = backup(datetime(2025, 10, 23, 0, 0, tzinfo=UTC), id="edge")  # 02:00 CEST, exactly 7 local days
+    before = backup(datetime(2025, 10, 22, 23, 59, tzinfo=UTC), id="before")
+    rules = RetentionRules(keep_within_days=7, min_successful=1)
+    fresh = backup(now, id="fresh")  # the one min_successful keeps
+    paris = plan_retention([fresh, edge, before], rules.in_timezone("Europe/Paris"), now)
+    assert reasons_by_id(paris)["edge"] == ("within 7 days",)
+    assert "before" not in kept_ids(paris)
+    # In UTC, where those days have 24 hours each, the same backup is 7 days and 1 hour old.
+    assert "edge" not in kept_ids(plan_retention([fresh, edge, before], rules, now))
+
+
+def test_keep_within_days_keeps_the_earlier_reading_of_a_repeated_or_skipped_wall_time() -> None:
+    rules = RetentionRules(keep_within_days=1, min_successful=1).in_timezone("Europe/Paris")
+    # 2025-10-27 02:30 CET; one local day before is 2025-10-26 02:30, which happened twice (CEST, then CET).
+    now = datetime(2025, 10, 27, 1, 30, tzinfo=UTC)
+    first = backup(datetime(2025, 10, 26, 0, 30, tzinfo=UTC), id="first")  # 02:30 CEST
+    assert reasons_by_id(plan_retention([backup(now), first], rules, now))["first"] == ("within 1 days",)
+    # 2025-03-31 02:30 CEST; one local day before is 2025-03-30 02:30, which never happened: the earlier
+    # reading (02:30 at +02:00, 00:30 UTC) is the boundary.
+    now = datetime(2025, 3, 31, 0, 30, tzinfo=UTC)
+    early = backup(datetime(2025, 3, 30, 0, 30, tzinfo=UTC), id="early")
+    assert reasons_by_id(plan_retention([backup(now), early], rules, now))["early"] == ("within 1 days",)
+
+
 def test_keep_first_of_month_keeps_the_oldest_success_of_each_local_month() -> None:
     stamps = ["01-05", "01-15", "01-25", "02-10", "02-20", "03-02", "03-12"]
     backups = [backup(datetime.fromisoformat(f"2025-{s}T10:00+00:00"), id=s) for s in stamps]
@@ -335,6 +388,14 @@ def test_rules_are_frozen_and_render_as_a_titled_form() -> None:
     assert rules.tz == PARIS
     properties = RetentionRules.model_json_schema()["properties"]
     assert all(p.get("title") and p.get("description") for p in properties.values())
+    # Optional numbers and the optional timezone are plain fields in Prefect's form (no null branch).
+    assert properties["keep_last"] == {
+        "description": "Keep the N newest successful backups.",
+        "minimum": 1,
+        "title": "Keep last",
+        "type": "integer",
+    }
+    assert properties["timezone"]["type"] == "string" and "default" not in properties["timezone"]
 
 
 def test_naive_datetimes_mixed_disks_and_duplicate_ids_are_rejected() -> None:
