@@ -254,7 +254,7 @@ def test_starttls_with_the_ca_file_and_the_right_name_logs_in_over_tls_and_sends
     assert session.commands.index("STARTTLS") < session.commands.index("AUTH")
     [raw] = session.messages
     message = email.message_from_string(raw, policy=email.policy.default)
-    assert message["Subject"] == "vbs-backup: nightly-backup run brave-otter is Failed"
+    assert message["Subject"] == "vbs-backup: brave-otter (nightly-backup) is Failed"
     assert "FAILED: db-01 /dev/vdb" in message.get_content()
 
 
