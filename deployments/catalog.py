@@ -15,6 +15,7 @@ import importlib
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from flows.default_plan import DEFAULT_PLAN, TIMEZONE
 from vbs_backup.config import BackupPlan
 
 if TYPE_CHECKING:
@@ -24,17 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CATALOG", "DEFAULT_PLAN", "TAG", "TIMEZONE", "DeploymentSpec", "by_name", "plan_parameters"]
 
-TIMEZONE = "Europe/Paris"
 TAG = "vbs-backup"  # on every deployment, so the UI can filter the product's deployments
-
-# The plan the scheduled deployments run unless told otherwise: every server tagged backup=nightly, with
-# the default retention (7 daily, 4 weekly). Only non-default fields, exactly as in prefect.yaml.
-DEFAULT_PLAN: dict[str, Any] = {
-    "name": "nightly",
-    "selection": {"tags": {"backup": "nightly"}},
-    "schedule_timezone": TIMEZONE,
-}
-BackupPlan.model_validate(DEFAULT_PLAN)  # a typo here fails at import, not at 02:00
 
 
 @dataclass(frozen=True)
@@ -70,7 +61,8 @@ class DeploymentSpec:
     def to_deployment(
         self, *, plan: dict[str, Any] | None = None, credentials: str | None = None
     ) -> RunnerDeployment:
-        """The deployment `serve` registers; `plan` and `credentials` replace the default parameters."""
+        """The deployment `serve` registers; `plan` and `credentials` (a VbsCredentials block's name, looked
+        up on the Prefect server) replace the default parameters."""
         from prefect.types.entrypoint import EntrypointType
 
         parameters = dict(self.parameters)
@@ -79,7 +71,11 @@ class DeploymentSpec:
             parameters["plan"] = plan
             timezone = plan.get("schedule_timezone", "UTC")
         if credentials:
-            parameters["credentials"] = credentials
+            # A block parameter is a reference to the saved block, which Prefect loads when a run starts
+            # (and the run form shows as the selected block); a name without a block: ConfigError.
+            from .blocks import block_reference
+
+            parameters["credentials"] = block_reference(credentials)
         spec = replace(self, timezone=timezone)
         # Sync context: to_deployment returns the deployment itself (it dispatches on the event loop).
         return self.load_flow().to_deployment(
@@ -106,7 +102,7 @@ CATALOG: tuple[DeploymentSpec, ...] = (
     DeploymentSpec(
         name="backup-server",
         entrypoint="flows/server.py:backup_server",
-        description="On demand: back up every disk of one server now (type its id in the run form).",
+        description="On demand: back up every disk of one server now (type its name or id in the run form).",
         # The served plan, so that an on-demand backup gets the same names, tags and retention.
         parameters={"plan": DEFAULT_PLAN},
         takes_plan=True,

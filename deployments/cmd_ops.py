@@ -1,8 +1,10 @@
 """Operations commands, registered on `vbs-backup` when imported:
 
     vbs-backup serve [--plan plan.yaml] [--credentials BLOCK] [--limit N]
-    vbs-backup blocks register NAME [--cloud ...] [--region ...] [--project-id ...] [--ak ...] [--check]
+    vbs-backup blocks register NAME [--cloud ...] [--region ...] [--project-id ...]
+                               [--ak AK | --username USER [--domain ...]] [--check]
     vbs-backup alerts setup --webhook URL | --slack URL | --teams URL [--deployment NAME ...]
+                            [--nightly-within-hours 26]
 
 They talk to the Prefect server named by PREFECT_API_URL (or the active Prefect profile). Prefect is
 imported inside each command, so `vbs-backup --help` stays fast.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import typer
@@ -23,7 +25,7 @@ from vbs_backup.cli import app
 __all__ = ["alerts_app", "blocks_app"]
 
 blocks_app = typer.Typer(help="Prefect blocks: saved cloud credentials.", no_args_is_help=True)
-alerts_app = typer.Typer(help="Alerts on failed runs (Prefect automations).", no_args_is_help=True)
+alerts_app = typer.Typer(help="Alerts on failed or missing runs (Prefect automations).", no_args_is_help=True)
 app.add_typer(blocks_app, name="blocks")
 app.add_typer(alerts_app, name="alerts")
 
@@ -63,7 +65,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve every vbs-backup deployment from this process (schedules, UI runs) until interrupted."""
-    from vbs_backup.config import PlanError, load_plan
+    from vbs_backup.config import ConfigError, PlanError, load_plan
 
     try:
         plan = load_plan(plan_file) if plan_file else None
@@ -73,20 +75,30 @@ def serve(
     _require_api()
     from .serve import serve_catalog
 
-    serve_catalog(plan=plan, credentials=credentials, limit=limit)
+    try:
+        serve_catalog(plan=plan, credentials=credentials, limit=limit)
+    except ConfigError as exc:  # e.g. no credentials block of that name: one line, nothing served
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
 
 
 @blocks_app.command("register")
 def register(
-    name: Annotated[str, typer.Argument(help="Block name, e.g. vbs-prod; runs name it as `credentials`.")],
+    name: Annotated[
+        str, typer.Argument(help="Block name, e.g. vbs-prod; runs pick it in their `credentials` parameter.")
+    ],
     cloud: Annotated[str | None, typer.Option(help="huaweicloud, flexibleengine or otc.")] = None,
     region: Annotated[str | None, typer.Option(help="e.g. eu-west-0.")] = None,
     project_id: Annotated[str | None, typer.Option(help="32 lowercase hex.")] = None,
-    ak: Annotated[str | None, typer.Option(help="Access key (the SK comes from VBS_BACKUP_SK).")] = None,
-    username: Annotated[
-        str | None, typer.Option(help="IAM user (password from VBS_BACKUP_PASSWORD).")
+    ak: Annotated[
+        str | None,
+        typer.Option(help="AK/SK: the access key (the SK comes from VBS_BACKUP_SK); saves no IAM user."),
     ] = None,
-    domain: Annotated[str | None, typer.Option(help="IAM domain (account) name.")] = None,
+    username: Annotated[
+        str | None,
+        typer.Option(help="IAM user: its name (password from VBS_BACKUP_PASSWORD); saves no AK/SK."),
+    ] = None,
+    domain: Annotated[str | None, typer.Option(help="IAM user: its domain (account) name.")] = None,
     endpoint: Annotated[str | None, typer.Option(help="One URL for every service.")] = None,
     iam_endpoint: Annotated[str | None, typer.Option(help="IAM URL (wins over --endpoint).")] = None,
     ecs_endpoint: Annotated[str | None, typer.Option(help="ECS URL (wins over --endpoint).")] = None,
@@ -101,7 +113,11 @@ def register(
     ] = False,
 ) -> None:
     """Save a VbsCredentials block from the current VBS_BACKUP_ settings, overridden by the options.
-    Secrets are never taken from the command line (shell history): environment or --ask-secrets."""
+
+    A block holds one way to sign in: AK/SK (--ak, else VBS_BACKUP_AK) or an IAM user (--username or
+    --domain, else VBS_BACKUP_USERNAME), nothing of the other; when the environment has both, choose with
+    --ak or --username. Secrets are never taken from the command line (shell history): environment or
+    --ask-secrets."""
     from pydantic import SecretStr, ValidationError
 
     from vbs_backup.config import ConfigError, Settings
@@ -120,10 +136,17 @@ def register(
     except ValidationError as exc:
         typer.echo(f"invalid settings: {exc}", err=True)
         raise typer.Exit(2) from None
+    try:
+        auth = _auth_method(
+            settings, ak_given=ak is not None, user_given=username is not None or domain is not None
+        )
+    except ConfigError as exc:
+        typer.echo(f"not saved: {exc}", err=True)
+        raise typer.Exit(2) from None
     _require_api()
     from .blocks import block_from_settings
 
-    block = block_from_settings(settings)
+    block = block_from_settings(settings, auth=auth)
     for field, value in {
         "iam_endpoint": iam_endpoint,
         "ecs_endpoint": ecs_endpoint,
@@ -133,13 +156,13 @@ def register(
         if value:
             setattr(block, field, value)
     if ask_secrets:
-        if block.ak:
+        if auth == "aksk":
             block.sk = SecretStr(typer.prompt("SK", hide_input=True))
         else:
             block.password = SecretStr(typer.prompt("IAM password", hide_input=True))
     try:
         checked = block.settings()
-        mode = checked.credentials_mode()
+        _require_complete(checked, auth)
         if not checked.project_id:
             raise ConfigError("no project id: set VBS_BACKUP_PROJECT_ID or --project-id")
         if check:
@@ -148,11 +171,56 @@ def register(
         typer.echo(f"not saved: {exc}", err=True)
         raise typer.Exit(2) from None
     block.save(name, overwrite=True)
-    auth = "AK/SK" if mode == "aksk" else "IAM user"
+    how = "AK/SK" if auth == "aksk" else "IAM user"
     typer.echo(
         f"saved VBS credentials block {name!r}: {checked.cloud} {checked.region}, project "
-        f"{checked.project_id}, {auth}; runs use it with the parameter credentials={name}"
+        f"{checked.project_id}, {how}; runs pick it in their `credentials` parameter (the run form's block "
+        f"selector), `vbs-backup serve --credentials {name}` gives it to every served deployment"
     )
+
+
+def _auth_method(settings, *, ak_given: bool, user_given: bool) -> Literal["aksk", "token"]:
+    """The one way to sign in that `blocks register` saves: the options say it, else the settings (the
+    environment) when they hold only one of AK and IAM user name. ConfigError (one line) otherwise."""
+    from vbs_backup.config import ConfigError
+
+    if ak_given and user_given:
+        raise ConfigError(
+            "give either --ak (AK/SK) or --username/--domain (IAM user), not both: a block holds one way "
+            "to sign in"
+        )
+    if ak_given or user_given:
+        return "aksk" if ak_given else "token"
+    if settings.ak and settings.username:
+        raise ConfigError(
+            "the environment has both VBS_BACKUP_AK and VBS_BACKUP_USERNAME: choose the block's way to sign "
+            "in with --ak (AK/SK) or --username (IAM user)"
+        )
+    if settings.ak or settings.username:
+        return "aksk" if settings.ak else "token"
+    raise ConfigError(
+        "no way to sign in: give --ak (AK/SK) or --username (IAM user), or set VBS_BACKUP_AK or "
+        "VBS_BACKUP_USERNAME"
+    )
+
+
+def _require_complete(settings, auth: Literal["aksk", "token"]) -> None:
+    """ConfigError (one line) naming what the chosen way to sign in lacks; never a value."""
+    from vbs_backup.config import ConfigError
+
+    if auth == "aksk":
+        needs = {"sk": "VBS_BACKUP_SK (or --ask-secrets)"}
+        what = "AK/SK"
+    else:
+        needs = {
+            "username": "VBS_BACKUP_USERNAME (or --username)",
+            "password": "VBS_BACKUP_PASSWORD (or --ask-secrets)",
+            "domain": "VBS_BACKUP_DOMAIN (or --domain)",
+        }
+        what = "the IAM user"
+    missing = [source for field, source in needs.items() if not getattr(settings, field)]
+    if missing:
+        raise ConfigError(f"{what} needs {', '.join(missing)}")
 
 
 def _check_connection(settings) -> None:
@@ -180,10 +248,20 @@ def alerts_setup(
     deployment: Annotated[
         list[str] | None, typer.Option(help="Only these deployments (repeatable; default: all of them).")
     ] = None,
+    nightly_within_hours: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Also alert when no run of nightly-backup has ended Completed for this many hours "
+            "(checked by the Prefect server: it reports a stopped `serve`); 0: no such alert.",
+        ),
+    ] = 26,
 ) -> None:
-    """Create or update the automation that notifies these targets when a run ends Failed, Crashed or
-    TimedOut. Run it again to change the targets: it replaces them."""
+    """Create or update the automations that notify these targets: a run that ends Failed, Crashed or
+    TimedOut, and no Completed nightly-backup run for --nightly-within-hours. Run it again to change the
+    targets: it replaces them (an unchanged automation is left alone)."""
     import asyncio
+    from datetime import timedelta
 
     given = {"webhook": webhook, "slack": slack, "teams": teams}
     if not any(given.values()):
@@ -193,18 +271,32 @@ def alerts_setup(
         if url and urlsplit(url).scheme not in ("http", "https"):
             typer.echo(f"--{kind} must be an http(s) URL", err=True)
             raise typer.Exit(2)
+    within = timedelta(hours=nightly_within_hours) if nightly_within_hours else None
+    if within is not None and within < timedelta(seconds=10):
+        typer.echo(
+            "--nightly-within-hours must be 0 (off) or at least 10 seconds (Prefect's minimum)", err=True
+        )
+        raise typer.Exit(2)
     _require_api()
-    from .alerts import Notifier, setup_alerts
+    from .alerts import NIGHTLY_DEPLOYMENT, Notifier, duration_text, setup_alerts
 
     targets = {Notifier(kind): url for kind, url in given.items() if url}
-    result = asyncio.run(setup_alerts(targets, deployments=deployment or None))
+    result = asyncio.run(setup_alerts(targets, deployments=deployment or None, nightly_within=within))
     # Only hosts: webhook URLs carry their token in the path.
     where = ", ".join(f"{kind} ({urlsplit(url).hostname})" for kind, url in given.items() if url)
-    verb = "created" if result.created else "updated"
+    failures, nightly = result.failures, result.nightly
     typer.echo(
-        f"automation {verb} ({result.automation_id}): a run of {', '.join(result.deployments)} that ends "
-        f"Failed, Crashed or TimedOut notifies {where}"
+        f"automation {failures.outcome} ({failures.automation_id}) {failures.name!r}: a run of "
+        f"{', '.join(result.deployments)} that ends Failed, Crashed or TimedOut notifies {where}"
     )
+    if result.nightly_within is not None:
+        restarts = " (its window starts now)" if nightly.outcome != "unchanged" else ""
+        typer.echo(
+            f"automation {nightly.outcome} ({nightly.automation_id}) {nightly.name!r}: no Completed run "
+            f"of {NIGHTLY_DEPLOYMENT} for {duration_text(result.nightly_within)} notifies {where}{restarts}"
+        )
+    elif nightly.outcome == "deleted":
+        typer.echo(f"automation deleted {nightly.name!r}: no watch on {NIGHTLY_DEPLOYMENT} runs")
 
 
 # `alerts listen` is a local tool, but anyone who can reach its port can POST to it: what it prints must

@@ -21,16 +21,24 @@ from collections.abc import Awaitable
 
 from prefect.states import Failed, State
 
-from tasks.runtime import EXPECTED_FAILURES, failure_line
+from tasks.runtime import EXPECTED_FAILURES, INPUT_FAILURES, failure_line, trigger
 
-__all__ = ["failing_cleanly"]
+__all__ = ["INVALID_INPUT", "failing_cleanly"]
+
+# The name of the Failed state a manual run ends in when what was typed is refused (an unknown server, a
+# plan that does not validate): red in the UI with its one line, but Prefect emits
+# `prefect.flow-run.InvalidInput` for it, which the alert automation does not page on (deployments/alerts.py).
+INVALID_INPUT = "InvalidInput"
 
 
 async def failing_cleanly(body: Awaitable[State]) -> State:
     """`await body` (a flow's body, returning the run's final state); an expected failure it raises
     becomes `Failed(message=<its one line>)`, which Prefect logs once at ERROR ("Finished in state
-    Failed(...)"), without a traceback."""
+    Failed(...)"), without a traceback. A refused input of a run that a person started ends in a Failed
+    state named `INVALID_INPUT` instead: the person sees it; nobody is paged for a typo."""
     try:
         return await body
     except EXPECTED_FAILURES as exc:
+        if isinstance(exc, INPUT_FAILURES) and trigger() != "scheduled":
+            return Failed(name=INVALID_INPUT, message=failure_line(exc))
         return Failed(message=failure_line(exc))

@@ -7,22 +7,25 @@ from prefect.states import State
 
 from vbs_backup.config import BackupPlan
 
+from .default_plan import default_plan
 from .failures import failing_cleanly
 from .hooks import ON_FAILURE
+from .names import nightly_run_name
 from .params import Credentials
 from .pipeline import run_plan
 
 
-@flow(name="nightly-backup", log_prints=True, **ON_FAILURE)
+@flow(name="nightly-backup", flow_run_name=nightly_run_name, log_prints=True, **ON_FAILURE)
 async def nightly_backup(
-    plan: BackupPlan,
+    plan: BackupPlan = default_plan(),  # noqa: B008 (a frozen model: one shared instance is safe)
     credentials: Credentials = None,
 ) -> State:
     """Back up every EVS disk of the selected ECS servers, wait for the jobs, prune old backups, record
     everything in the ledger. Ends Failed, naming the disks, when any disk failed or timed out.
 
     Args:
-        plan: Which servers to back up, how, and how long to keep their backups.
-        credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
+        plan: Which servers to back up, how, and how long to keep their backups (default: every server
+            tagged backup=nightly, 7 daily and 4 weekly backups, Europe/Paris).
+        credentials: A saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
     """
     return await failing_cleanly(run_plan(plan, flow_name="nightly-backup", credentials=credentials))

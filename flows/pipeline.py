@@ -18,8 +18,9 @@ from prefect.states import Completed, Failed, State
 from prefect.utilities.annotations import quote
 from sqlmodel import Session
 
-from tasks.backup import ServerWave, back_up_disk, confirm, reconcile
+from tasks.backup import ServerWave, back_up_disk, confirm, outcome_of, reconcile
 from tasks.discovery import discover_servers
+from tasks.progress import RunProgress
 from tasks.quota import check_quota
 from tasks.report import publish_summary
 from tasks.retention import apply_server_retention, list_backups
@@ -30,6 +31,8 @@ from vbs_backup.disk_backups import DiskOutcome
 from vbs_backup.ledger import RunStatus, finish_run
 from vbs_backup.pruning import PruneResult
 from vbs_backup.targets import ServerTarget
+
+from .params import Credentials
 
 
 async def back_up(
@@ -45,12 +48,15 @@ async def back_up(
             outcomes: list[DiskOutcome] = []
             for wave_disks in (disks[i : i + size] for i in range(0, len(disks), size)):
                 async with ServerWave(ctx, len(wave_disks)) as wave:
-                    outcomes += await asyncio.gather(
+                    states = await asyncio.gather(
                         *(
-                            back_up_disk(ctx, d, listed.get(d.volume_id, []), wave.member())
+                            back_up_disk(
+                                ctx, d, listed.get(d.volume_id, []), wave.member(), return_state=True
+                            )
                             for d in wave_disks
                         )
                     )
+                outcomes += [await outcome_of(state) for state in states]
             return outcomes
 
     ordered = sorted(servers, key=lambda s: -max((d.size_gb for d in s.disks), default=0))
@@ -76,14 +82,23 @@ async def prune(
 
 
 async def run_plan(
-    plan: BackupPlan, *, flow_name: str, back_up_disks: bool = True, credentials: str | None = None
+    plan: BackupPlan,
+    *,
+    flow_name: str,
+    back_up_disks: bool = True,
+    credentials: Credentials = None,
+    one_server: str | None = None,
 ) -> State:
-    """Run one plan end to end and return the flow's final state."""
+    """Run one plan end to end and return the flow's final state. `one_server`: the server name or id a
+    person typed (backup-server), which must name exactly one server."""
     logger = get_run_logger()
     async with open_run(plan, credentials=credentials) as ctx:
-        servers = unwrap(await discover_servers(ctx))  # an expected failure: raised, run Failed
+        # an expected failure: raised, run Failed
+        servers = unwrap(await discover_servers(ctx, one_server))
         disks = [d for s in servers for d in s.disks]
-        logger.info("%d servers, %d disks selected (slot %s)", len(servers), len(disks), ctx.slot.isoformat())
+        logger.info(
+            "%d servers, %d disks selected (slot %s)", len(servers), len(disks), plan.local(ctx.slot)
+        )
         # The cloud is the truth: what exists before the run settles earlier attempts and is adopted; what
         # exists after it decides which disks are protected and what retention sees.
         before = await list_backups(ctx, disks) if disks else {}
@@ -93,11 +108,20 @@ async def run_plan(
             unwrap(await check_quota(ctx, quote(disks), quote(before)))
         if not plan.dry_run:
             await reconcile(ctx, quote(before))
-        outcomes = await back_up(ctx, servers, before) if back_up_disks and not plan.dry_run else []
+        outcomes: list[DiskOutcome] = []
+        if back_up_disks and not plan.dry_run:
+            ctx.progress = RunProgress(
+                len(disks), key=f"{flow_name}-progress", timezone=plan.schedule_timezone
+            )
+            await ctx.progress.start()
+            try:
+                outcomes = await back_up(ctx, servers, before)
+            finally:
+                await ctx.progress.stop()
         after = await list_backups(ctx, disks) if disks else {}
         outcomes = await confirm(ctx, quote(outcomes), quote(after)) if outcomes else outcomes
         prunes = await prune(ctx, servers, after)
-        line = await publish_summary(flow_name, quote(outcomes), quote(prunes))
+        line = await publish_summary(flow_name, outcomes, prunes)  # on the flow run itself
         failed = [o for o in outcomes if not o.ok]
         delete_failures = [f for p in prunes for f in p.delete_failures]
         status = RunStatus.failed if failed or delete_failures else RunStatus.completed

@@ -16,6 +16,7 @@ from tasks.runtime import open_cloud, unwrap
 
 from .failures import failing_cleanly
 from .hooks import ON_FAILURE
+from .names import policy_audit_run_name
 from .params import Credentials
 
 SinceHours = Annotated[
@@ -29,13 +30,13 @@ SinceHours = Annotated[
 ]
 
 
-@flow(name="policy-audit", log_prints=True, **ON_FAILURE)
+@flow(name="policy-audit", flow_run_name=policy_audit_run_name, log_prints=True, **ON_FAILURE)
 async def policy_audit(credentials: Credentials = None, since_hours: SinceHours = 24) -> State:
     """Read every backup task of every VBS backup policy, record them in the ledger, and end Failed when
     one ended EXECUTE_FAIL or EXECUTE_TIMEOUT within the last `since_hours` hours.
 
     Args:
-        credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
+        credentials: A saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
         since_hours: Alert on failed policy tasks that ended within this many hours.
     """
     return await failing_cleanly(_policy_audit(credentials, since_hours))

@@ -30,8 +30,10 @@ from tasks.runtime import open_cloud, unwrap
 from vbs_backup.config import BackupPlan
 from vbs_backup.restores import RestoreRequest
 
+from .default_plan import default_plan
 from .failures import failing_cleanly
 from .hooks import ON_FAILURE
+from .names import drill_run_name, restore_run_name
 from .params import Credentials
 
 WaitMinutes = Annotated[
@@ -45,7 +47,7 @@ WaitMinutes = Annotated[
 ]
 
 
-@flow(name="restore-disk", log_prints=True, **ON_FAILURE)
+@flow(name="restore-disk", flow_run_name=restore_run_name, log_prints=True, **ON_FAILURE)
 async def restore_disk(
     volume_id: Annotated[
         str, Field(title="Disk", description="The EVS disk (UUID) whose backup is restored.")
@@ -84,7 +86,7 @@ async def restore_disk(
         target_volume_id: The detached disk (UUID) to overwrite; empty: the disk itself (detach it first).
         dry_run: Only say what would happen.
         wait_minutes: How long to wait for the restore job.
-        credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
+        credentials: A saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
     """
     request = RestoreRequest(volume_id, backup_id, before, target_volume_id)
     return await failing_cleanly(_restore_disk(request, dry_run, wait_minutes, credentials))
@@ -108,9 +110,9 @@ async def _restore_disk(
         return Completed(message=outcome.message) if outcome.ok else Failed(message=outcome.message)
 
 
-@flow(name="restore-drill", log_prints=True, **ON_FAILURE)
+@flow(name="restore-drill", flow_run_name=drill_run_name, log_prints=True, **ON_FAILURE)
 async def restore_drill(
-    plan: BackupPlan,
+    plan: BackupPlan = default_plan(),  # noqa: B008 (a frozen model: one shared instance is safe)
     sample: Annotated[
         int,
         Field(ge=1, le=100, title="Disks per drill", description="How many protected disks to drill."),
@@ -127,7 +129,7 @@ async def restore_drill(
         plan: Which disks are protected (the drill samples them).
         sample: How many protected disks to drill.
         wait_minutes: How long to wait for each restore job.
-        credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
+        credentials: A saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
     """
     return await failing_cleanly(_restore_drill(plan, sample, wait_minutes, credentials))
 

@@ -1,62 +1,102 @@
-"""On-demand flows: back up one server now; apply retention alone (a dry run by default)."""
+"""On-demand flows: back up one server now; apply retention alone (a dry run by default).
+
+Their run forms ask only what an operator chooses at 3 a.m. (which server, a dry run or not, which
+credentials); the plan (names, tags, retention, tuning) is the deployment's, the one the nightly runs, kept
+out of the form (`SkipJsonSchema`): a one-server backup is named, tagged and pruned like the nightly's.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from prefect import flow
 from prefect.states import State
 from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 
 from vbs_backup.config import BackupPlan, ServerSelection
 
+from .default_plan import default_plan
 from .failures import failing_cleanly
 from .hooks import ON_FAILURE
+from .names import retention_run_name, server_run_name
 from .params import Credentials
 from .pipeline import run_plan
 
+# What the form accepts as a server: a name as ECS allows it or a UUID, on one line. Whitespace, glob
+# characters and slashes are refused in the form itself (and by the server, which enforces the schema).
+SERVER_REF = r"^[^\s*?\[\]\\/]{1,64}$"
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
-def plan_for_server(server_id: str, plan: BackupPlan | None) -> BackupPlan:
-    """The given plan (or the defaults) narrowed to one server, in a one-minute slot: an on-demand backup
-    is a new backup, not an adoption of tonight's."""
-    base = plan or BackupPlan(name="on-demand", selection=ServerSelection(ids=[server_id]))
-    return base.model_copy(update={"selection": ServerSelection(ids=[server_id]), "slot_minutes": 1})
+ServerRef = Annotated[
+    str,
+    Field(
+        pattern=SERVER_REF,
+        min_length=1,
+        max_length=64,
+        title="Server",
+        description="The ECS server's name (e.g. db-01) or id (UUID).",
+    ),
+]
+# The deployment's plan, not shown in the form (see the module text); a direct call may pass one.
+HiddenPlan = Annotated[BackupPlan | None, SkipJsonSchema()]
 
 
-@flow(name="backup-server", **ON_FAILURE)
+def server_selection(server: str) -> ServerSelection:
+    """A UUID selects that server; anything else, the servers of exactly that name."""
+    server = server.strip()
+    if _UUID.match(server):
+        return ServerSelection(ids=[server])
+    return ServerSelection(name_patterns=[server])
+
+
+def plan_for_server(server: str, plan: BackupPlan | None) -> BackupPlan:
+    """The given plan (or the default plan) narrowed to one server, in a one-minute slot: an on-demand
+    backup is a new backup, not an adoption of tonight's."""
+    base = plan or default_plan()
+    return base.model_copy(update={"selection": server_selection(server), "slot_minutes": 1})
+
+
+@flow(name="backup-server", flow_run_name=server_run_name, **ON_FAILURE)
 async def backup_server(
-    server_id: Annotated[str, Field(title="Server id", description="The ECS server (UUID) to back up now.")],
-    plan: BackupPlan | None = None,
+    server: ServerRef,
+    plan: HiddenPlan = None,
     credentials: Credentials = None,
 ) -> State:
     """Back up every disk of one server now, then apply retention to its disks.
 
     Args:
-        server_id: The ECS server (UUID) to back up now.
-        plan: Backup options and retention (its server selection is replaced by this server).
-        credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
+        server: The ECS server's name (e.g. db-01) or id (UUID).
+        plan: The deployment's plan (names, tags, retention); its server selection is replaced.
+        credentials: A saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
     """
     return await failing_cleanly(
-        run_plan(plan_for_server(server_id, plan), flow_name="backup-server", credentials=credentials)
+        run_plan(
+            plan_for_server(server, plan),
+            flow_name="backup-server",
+            credentials=credentials,
+            one_server=server.strip(),
+        )
     )
 
 
-@flow(name="apply-retention", **ON_FAILURE)
+@flow(name="apply-retention", flow_run_name=retention_run_name, **ON_FAILURE)
 async def apply_retention(
-    plan: BackupPlan,
+    plan: HiddenPlan = None,
     dry_run: Annotated[bool, Field(title="Dry run", description="Only show what would be deleted.")] = True,
     credentials: Credentials = None,
 ) -> State:
     """Apply the plan's retention without backing anything up; a dry run (the default) only shows it.
 
     Args:
-        plan: Which servers' disks, and the retention rules to apply.
+        plan: The deployment's plan: which servers' disks, and the retention rules to apply.
         dry_run: Only show what would be deleted (recorded in the ledger as a dry run).
-        credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
+        credentials: A saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
     """
     return await failing_cleanly(
         run_plan(
-            plan.model_copy(update={"dry_run": dry_run}),
+            (plan or default_plan()).model_copy(update={"dry_run": dry_run}),
             flow_name="apply-retention",
             back_up_disks=False,
             credentials=credentials,

@@ -16,6 +16,7 @@ from vbs_backup.sharing import ShareInputError, check_target_projects
 
 from .failures import failing_cleanly
 from .hooks import ON_FAILURE
+from .names import share_run_name
 from .params import Credentials
 
 ProjectIds = Annotated[
@@ -27,7 +28,7 @@ ProjectIds = Annotated[
 ]
 
 
-@flow(name="share-backups", log_prints=True, **ON_FAILURE)
+@flow(name="share-backups", flow_run_name=share_run_name, log_prints=True, **ON_FAILURE)
 async def share_backups(
     plan: BackupPlan, to_project_ids: ProjectIds, credentials: Credentials = None
 ) -> State:
@@ -38,7 +39,7 @@ async def share_backups(
     Args:
         plan: Which servers' disks to share the newest good backups of.
         to_project_ids: The projects (32 hex ids) to share with, e.g. a disaster-recovery project.
-        credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
+        credentials: A saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
     """
     return await failing_cleanly(_share_backups(plan, to_project_ids, credentials))
 

@@ -7,6 +7,12 @@ run's message, but the run stays Completed (nothing is unprotected yet).
 The checks are `vbs_backup.watchdog`'s; here they are fed with the cloud's view of the plan (which disks it
 protects today, and which backups of the plan those disks have) and the ledger's (its runs, and what it
 recorded). The cloud decides how old a disk's newest good backup is; dead runs are marked on the way.
+
+Each run publishes the protection view (`vbs_backup.protection_view`) as the markdown artifact `protection`,
+from the flow itself, so that it hangs off the run and its newest version is the plan's current protection in
+the UI's Artifacts page: the findings first, per disk its newest good backup, its age against the RPO and its
+last attempt, and the last 14 nights at a glance. (It replaces the findings-only `backup-watchdog` artifact
+of earlier versions: everything that one said is in it.)
 """
 
 from __future__ import annotations
@@ -19,28 +25,43 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 from pydantic import Field
+from sqlmodel import Session
 
 from tasks.runtime import CloudContext, Refusal, open_cloud
 from vbs_backup.cloud.errors import CloudError
 from vbs_backup.cloud.models.backups import Quotas
 from vbs_backup.config import BackupPlan
+from vbs_backup.ledger.history import slot_attempts
+from vbs_backup.protection_view import (
+    ARTIFACT_KEY,
+    NIGHTLY_DEPLOYMENTS,
+    NIGHTS,
+    NightHistory,
+    night_columns,
+    night_history,
+    render_protection,
+    window_start,
+)
 from vbs_backup.pruning import backups_by_volume
 from vbs_backup.targets import DiskTarget, SelectionError, discover_targets
 from vbs_backup.watchdog import WatchdogReport, check_protection, ledger_snapshot, newest_in_cloud
 
+from .default_plan import default_plan
 from .failures import failing_cleanly
 from .hooks import ON_FAILURE
+from .names import watchdog_run_name
 from .params import Credentials
 
-# The deployments whose runs count as "the nightly run happened" (plus runs outside any deployment, such
-# as `vbs-backup run`). On-demand retention or one-server runs of the same plan do not.
-NIGHTLY_DEPLOYMENTS = frozenset({"nightly-backup"})
+# NIGHTLY_DEPLOYMENTS: the deployments whose runs count as "the nightly run happened" (plus runs outside any
+# deployment, such as `vbs-backup run`), and paint the nights of the protection view. On-demand retention or
+# one-server runs of the same plan do not.
+__all__ = ["NIGHTLY_DEPLOYMENTS", "backup_watchdog"]
 
 
 InCloud = dict[str, tuple[str, datetime] | None]
 
 
-@task(name="discover-protected-disks", cache_policy=NO_CACHE)
+@task(name="discover-protected-disks", task_run_name="discover protected disks", cache_policy=NO_CACHE)
 async def discover_protected_disks(
     cloud: CloudContext, plan: BackupPlan
 ) -> tuple[list[DiskTarget], InCloud] | Refusal:
@@ -55,7 +76,7 @@ async def discover_protected_disks(
     return disks, newest_in_cloud(plan.name, {d.volume_id: listed.get(d.volume_id, []) for d in disks})
 
 
-@task(name="read-quotas", cache_policy=NO_CACHE)
+@task(name="read-quotas", task_run_name="read quotas", cache_policy=NO_CACHE)
 async def read_quotas(cloud: CloudContext) -> Quotas | Refusal:
     """The project's backup quotas; or (returned, not raised) why they cannot be read."""
     try:
@@ -64,7 +85,7 @@ async def read_quotas(cloud: CloudContext) -> Quotas | Refusal:
         return Refusal.of(exc)
 
 
-@task(name="check-protection", cache_policy=NO_CACHE)
+@task(name="check-protection", task_run_name="check protection", cache_policy=NO_CACHE)
 def check(
     cloud: CloudContext,
     plan: BackupPlan,
@@ -74,10 +95,11 @@ def check(
     rpo_hours: float,
     quotas: Quotas | None = None,
     quota_error: str | None = None,
+    now: datetime | None = None,
 ) -> WatchdogReport:
     """Compare the protected disks with what the cloud holds and the ledger recorded; and the project's
     quotas with their limits."""
-    now = cloud.time.now()
+    now = now or cloud.time.now()
     snapshot = ledger_snapshot(cloud.engine, plan_name=plan.name, now=now, deployments=NIGHTLY_DEPLOYMENTS)
     return check_protection(
         plan_name=plan.name,
@@ -92,9 +114,20 @@ def check(
     )
 
 
-@flow(name="backup-watchdog", **ON_FAILURE)
+@task(name="read-nights", task_run_name=f"read the last {NIGHTS} nights", cache_policy=NO_CACHE)
+def read_nights(cloud: CloudContext, plan: BackupPlan, now: datetime) -> NightHistory:
+    """What the plan's nightly runs did for each disk over the last nights, from the ledger."""
+    columns = night_columns(now, slot_minutes=plan.slot_minutes, timezone=plan.schedule_timezone)
+    with Session(cloud.engine) as session:
+        attempts = slot_attempts(
+            session=session, plan_name=plan.name, since=window_start(columns, plan.schedule_timezone)
+        )
+    return night_history(attempts, columns, plan.schedule_timezone, nightly=NIGHTLY_DEPLOYMENTS)
+
+
+@flow(name="backup-watchdog", flow_run_name=watchdog_run_name, **ON_FAILURE)
 async def backup_watchdog(
-    plan: BackupPlan,
+    plan: BackupPlan = default_plan(),  # noqa: B008 (a frozen model: one shared instance is safe)
     rpo_hours: Annotated[
         float,
         # Prefect titles top-level parameters with their name and describes them from the docstring.
@@ -109,7 +142,7 @@ async def backup_watchdog(
         plan: The plan to watch: the disks of its servers today, and its runs in the ledger.
         rpo_hours: Recovery point objective, in hours: the oldest a disk's newest good backup may be, and
             the longest time without a run of the plan.
-        credentials: Name of a saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
+        credentials: A saved VBS credentials block; empty: the worker's VBS_BACKUP_ environment.
     """
     return await failing_cleanly(_backup_watchdog(plan, rpo_hours, credentials))
 
@@ -129,15 +162,26 @@ async def _backup_watchdog(plan: BackupPlan, rpo_hours: float, credentials: str 
         quotas, quota_error = (
             (None, f"cannot read them: {read.message}") if isinstance(read, Refusal) else (read, None)
         )
-        report = check(cloud, plan, disks, in_cloud, error, rpo_hours, quotas, quota_error)
+        now = cloud.time.now()  # one moment for the checks and the view: their ages agree
+        report = check(cloud, plan, disks, in_cloud, error, rpo_hours, quotas, quota_error, now)
+        nights = read_nights(cloud, plan, now)
     message = report.message()
-    rows = [(f, "problem") for f in report.findings] + [(w, "warning") for w in report.warnings]
-    lines = "\n".join(f"| {f.kind.value} ({level}) | {f.subject} | {f.detail} |" for f, level in rows)
-    table = f"| finding | what | detail |\n|---|---|---|\n{lines}\n" if lines else ""
     for warning in report.warnings:
         logger.warning("watchdog warning: %s", warning)
+    # In the flow's body, not in a task: the artifact belongs to the run (its Artifacts tab) and its key's
+    # newest version is the plan's protection now (the UI's Artifacts page).
     await acreate_markdown_artifact(
-        key="backup-watchdog", markdown=f"**{message}**\n\n{table}", description="Watchdog findings"
+        key=ARTIFACT_KEY,
+        markdown=render_protection(
+            report,
+            nights,
+            plan_name=plan.name,
+            timezone=plan.schedule_timezone,
+            rpo=timedelta(hours=rpo_hours),
+            now=now,
+        ),
+        description=f"Protection of plan {plan.name}: {report.disks_ok} of {len(report.disks)} disks "
+        f"within the RPO ({rpo_hours:g} h)",
     )
     if report.ok:
         logger.info(message)

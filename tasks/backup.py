@@ -19,6 +19,7 @@ from datetime import datetime
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed, State
 
 from vbs_backup.cloud.errors import CloudError
 from vbs_backup.cloud.models.backups import Backup
@@ -37,16 +38,17 @@ from vbs_backup.ledger import DiskBackupStatus
 from vbs_backup.reconcile import Settled, reconcile_attempts
 from vbs_backup.targets import DiskTarget
 
+from .report import why
 from .runtime import RunContext
 
 
 def wants_full_backup(ctx: RunContext) -> bool:
-    """Every N days (counted from the slot's day number, so all disks agree) ask for a full backup."""
+    """Every N days (counted from the night's local date, so all disks agree) ask for a full backup."""
     every = ctx.plan.full_backup_every_days
-    return every is not None and ctx.slot.toordinal() % every == 0
+    return every is not None and ctx.slot.astimezone(ctx.plan.zone).toordinal() % every == 0
 
 
-@task(name="reconcile-earlier-attempts", cache_policy=NO_CACHE)
+@task(name="reconcile-earlier-attempts", task_run_name="settle earlier attempts", cache_policy=NO_CACHE)
 async def reconcile(ctx: RunContext, listed: dict[str, list[Backup]]) -> list[Settled]:
     """Settle what earlier runs of the plan left open (dead runs, jobs past their deadline), from what the
     cloud lists, before this run creates anything."""
@@ -58,7 +60,7 @@ async def reconcile(ctx: RunContext, listed: dict[str, list[Backup]]) -> list[Se
     return settled
 
 
-@task(name="confirm-in-cloud", cache_policy=NO_CACHE)
+@task(name="confirm-in-cloud", task_run_name="confirm in the cloud", cache_policy=NO_CACHE)
 async def confirm(
     ctx: RunContext, outcomes: list[DiskOutcome], listed: dict[str, list[Backup]]
 ) -> list[DiskOutcome]:
@@ -161,14 +163,40 @@ class _WaveMember:
         self._wave._check()
 
 
-@task(task_run_name="back up {disk.server_name} {disk.device}", cache_policy=NO_CACHE)
+@task(name="back-up-disk", task_run_name="back up {disk.server_name} {disk.device}", cache_policy=NO_CACHE)
 async def back_up_disk(
     ctx: RunContext, disk: DiskTarget, known: list[Backup] | None = None, wave: _WaveMember | None = None
-) -> DiskOutcome:
+) -> DiskOutcome | State:
     """One disk, start to end: adopt this slot's backup if the cloud has it, else write the intent and
     create it; wait for its job with every other job of the run; once more after a failed job when the plan
     says so (transient HTTP errors are the client's to retry, never this layer's). `known`: the disk's
-    backups as the run listed them before any create."""
+    backups as the run listed them before any create.
+
+    A disk that is not backed up ends its task run Failed (a red bar named for the disk in the run's
+    graph), with the reason as its message and the `DiskOutcome` as its data: the flow goes on with the
+    other disks, retention and the report (`outcome_of`)."""
+    outcome = await _back_up_disk(ctx, disk, known, wave)
+    if ctx.progress is not None:
+        ctx.progress.finished(outcome)
+    if outcome.ok:
+        return outcome
+    return Failed(message=f"{disk.label}: {why(outcome)}", data=outcome)
+
+
+async def outcome_of(state: State) -> DiskOutcome:
+    """The `DiskOutcome` a `back_up_disk` task run ended with, Completed or Failed. Anything else (a task
+    that crashed on a bug) is raised."""
+    result = await state.aresult(raise_on_failure=False)
+    if isinstance(result, DiskOutcome):
+        return result
+    if isinstance(result, BaseException):
+        raise result
+    raise TypeError(f"back_up_disk ended {state.name} without an outcome: {result!r}")
+
+
+async def _back_up_disk(
+    ctx: RunContext, disk: DiskTarget, known: list[Backup] | None, wave: _WaveMember | None
+) -> DiskOutcome:
     attempts = 2 if ctx.plan.retry_failed_job_once else 1
     budget = ctx.plan.disk_deadline_minutes * 60
     deadline = ctx.time.monotonic() + budget  # the waiter's clock (tests drive it)
@@ -180,6 +208,8 @@ async def back_up_disk(
                 started = await _submit(ctx, disk, known or [], mark)
                 if wave is not None:
                     wave.done()
+                if ctx.progress is not None:
+                    ctx.progress.submitted(disk)
                 if isinstance(started, DiskOutcome):
                     outcome = started
                 elif started.done:
@@ -197,10 +227,8 @@ async def back_up_disk(
     finally:
         if wave is not None:
             wave.done()
-    level = logging.INFO if outcome.ok else logging.ERROR
-    _logger().log(
-        level, "%s: %s %s %s", disk.label, outcome.status.value, outcome.backup_name, outcome.error_code or ""
-    )
+    if outcome.ok:  # a failure is said once, by the task run's Failed state (back_up_disk)
+        _logger().info("%s: %s %s", disk.label, outcome.status.value, outcome.backup_name)
     return outcome
 
 

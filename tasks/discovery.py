@@ -13,17 +13,31 @@ from prefect.cache_policies import NO_CACHE
 
 from vbs_backup.cloud import CloudClient
 from vbs_backup.config import BackupPlan
-from vbs_backup.targets import DiskTarget, ServerTarget, discover_targets
+from vbs_backup.targets import DiskTarget, SelectionError, ServerTarget, discover_targets
 
 from .runtime import Refusal, RunContext, refusing
 
 __all__ = ["discover_servers", "plan_disks"]
 
 
-@task(name="discover-servers", cache_policy=NO_CACHE)
-async def discover_servers(ctx: RunContext) -> list[ServerTarget] | Refusal:
-    """Servers chosen by the plan, each with every attached disk to back up; or why they cannot be."""
-    return await refusing(discover_targets(ctx.client, ctx.plan))
+@task(name="discover-servers", task_run_name="discover servers", cache_policy=NO_CACHE)
+async def discover_servers(ctx: RunContext, one_server: str | None = None) -> list[ServerTarget] | Refusal:
+    """Servers chosen by the plan, each with every attached disk to back up; or why they cannot be.
+    `one_server`: the name or id a person typed (an on-demand backup), which must be exactly one server."""
+    return await refusing(_discover(ctx, one_server))
+
+
+async def _discover(ctx: RunContext, one_server: str | None) -> list[ServerTarget]:
+    try:
+        servers = await discover_targets(ctx.client, ctx.plan)
+    except SelectionError:
+        if one_server is None:
+            raise
+        raise SelectionError(f"no server is named {one_server!r} or has it as id") from None
+    if one_server is not None and len(servers) > 1:
+        ids = ", ".join(s.id for s in servers)
+        raise SelectionError(f"{len(servers)} servers are named {one_server!r} ({ids}): give the server's id")
+    return servers
 
 
 async def plan_disks(client: CloudClient, plan: BackupPlan) -> list[DiskTarget]:

@@ -16,7 +16,7 @@ from vbs_backup.policy_audit import PolicyAudit, audit_policy, audit_summary, di
 from .runtime import CloudContext, Refusal, refusing
 
 
-@task(name="list-policies", cache_policy=NO_CACHE)
+@task(name="list-policies", task_run_name="list policies", cache_policy=NO_CACHE)
 async def list_policies(ctx: CloudContext) -> list[Policy] | Refusal:
     """The project's backup policies (the preflight too: credentials, endpoint); or, as a `Refusal` for the
     flow to `unwrap`, why they cannot be read."""
@@ -39,13 +39,13 @@ async def audit_policy_tasks(
     return audit
 
 
-@task(name="name-disks", cache_policy=NO_CACHE)
+@task(name="name-disks", task_run_name="name disks", cache_policy=NO_CACHE)
 async def name_disks(ctx: CloudContext, volume_ids: Iterable[str]) -> dict[str, str]:
     """Disk names for the findings, so the alert says which disk."""
     return await disk_names(ctx.client, volume_ids)
 
 
-@task(name="publish-audit")
+@task(name="publish-audit", task_run_name="publish audit")
 async def publish_audit(audits: Sequence[PolicyAudit], names: dict[str, str]) -> tuple[str, bool]:
     """A table of the findings and a one-line summary; returns the line and whether it is a failure."""
     line, failed = audit_summary(audits, names)

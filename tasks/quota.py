@@ -26,7 +26,7 @@ from .runtime import Refusal, RunContext, failure_line
 __all__ = ["check_quota"]
 
 
-@task(name="check-quota", cache_policy=NO_CACHE)
+@task(name="check-quota", task_run_name="check quotas", cache_policy=NO_CACHE)
 async def check_quota(
     ctx: RunContext, disks: Sequence[DiskTarget], listed: dict[str, list[Backup]]
 ) -> QuotaCheck | Refusal | None:

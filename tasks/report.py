@@ -1,30 +1,65 @@
-"""Task: publish a run's results as Prefect artifacts (per-disk results, retention decisions)."""
+"""A run's results as Prefect artifacts on the flow run, for the operator who opens it at 3 a.m.:
+
+* `<flow>-summary` (markdown): the one-line verdict, then the failed disks, each with its reason, then a
+  compact per-disk table (a mark, server, device, status, backup);
+* `<flow>-disks` (table): every disk in detail (ids, sizes, error codes), failures first;
+* `<flow>-retention` (table): every keep/delete decision and its reasons.
+
+They are created from the flow's body, not from a task, so that they hang off the flow run itself (the
+run page's Artifacts tab), not off a task run two clicks away. `summary_line` is also the run's state
+message, which alerts carry: it names each failed disk with its error code and reason.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from prefect import task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
-from prefect.cache_policies import NO_CACHE
 
 from vbs_backup.disk_backups import DiskOutcome
 from vbs_backup.pruning import PruneResult
+
+OK_MARK, FAILED_MARK = "✅", "❌"
+# The state message (and so the alert) names at most this many failed disks, each reason cut to REASON_MAX.
+LINE_FAILURES_MAX = 10
+REASON_MAX = 120
+# The summary's compact table lists at most this many disks (every failure is listed above it anyway).
+COMPACT_ROWS_MAX = 500
+
+
+def _ordered(outcomes: Sequence[DiskOutcome]) -> list[DiskOutcome]:
+    """Failures first, then by server and device."""
+    return sorted(outcomes, key=lambda o: (o.ok, o.disk.server_name, o.disk.device))
+
+
+def _cut(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def why(outcome: DiskOutcome, limit: int = REASON_MAX) -> str:
+    """`failed: VolumeBackup.0064: <the job's reason>`, the status alone when nothing more is known."""
+    parts = [p for p in (outcome.error_code, outcome.error_reason) if p]
+    if outcome.error_code and outcome.error_reason and outcome.error_reason.startswith(outcome.error_code):
+        parts = [outcome.error_reason]
+    detail = _cut(": ".join(parts), limit) if parts else ""
+    return f"{outcome.status.value}: {detail}" if detail else outcome.status.value
 
 
 def outcome_rows(outcomes: Sequence[DiskOutcome]) -> list[dict[str, object]]:
     return [
         {
+            "ok": OK_MARK if o.ok else FAILED_MARK,
             "server": o.disk.server_name,
             "device": o.disk.device,
-            "volume": o.disk.volume_id,
-            "size_gb": o.disk.size_gb,
             "status": o.status.value,
+            "error": f"{o.error_code or ''} {o.error_reason or ''}".strip(),
             "backup": o.backup_name,
             "backup_id": o.backup_id or "",
-            "error": f"{o.error_code or ''} {o.error_reason or ''}".strip(),
+            "volume": o.disk.volume_id,
+            "size_gb": o.disk.size_gb,
         }
-        for o in sorted(outcomes, key=lambda o: (o.disk.server_name, o.disk.device))
+        for o in _ordered(outcomes)
     ]
 
 
@@ -44,31 +79,64 @@ def decision_rows(prunes: Sequence[PruneResult]) -> list[dict[str, object]]:
 
 
 def summary_line(outcomes: Sequence[DiskOutcome], prunes: Sequence[PruneResult]) -> str:
-    failed = [o for o in outcomes if not o.ok]
+    """The run's verdict on one line: counts, then each failed disk with its reason (the first
+    LINE_FAILURES_MAX of them), then retention's failed deletes."""
+    failed = [o for o in _ordered(outcomes) if not o.ok]
     deleted = sum(p.deleted for p in prunes)
     text = f"{len(outcomes) - len(failed)} of {len(outcomes)} disks backed up, {deleted} old backups deleted"
     if failed:
-        names = ", ".join(
-            f"{o.disk.label} ({o.status.value}{': ' + o.error_code if o.error_code else ''})" for o in failed
-        )
-        text += f"; FAILED: {names}"
+        shown = "; ".join(f"{o.disk.label} ({why(o)})" for o in failed[:LINE_FAILURES_MAX])
+        more = f"; and {len(failed) - LINE_FAILURES_MAX} more" if len(failed) > LINE_FAILURES_MAX else ""
+        text += f"; FAILED: {shown}{more}"
+    delete_failures = [f for p in prunes for f in p.delete_failures]
+    if delete_failures:
+        text += f"; {len(delete_failures)} old backups could not be deleted"
     return text
 
 
-@task(name="publish-summary", cache_policy=NO_CACHE)
+def summary_markdown(outcomes: Sequence[DiskOutcome], prunes: Sequence[PruneResult], line: str) -> str:
+    ordered = _ordered(outcomes)
+    failed = [o for o in ordered if not o.ok]
+    parts = [f"**{line.split('; FAILED:')[0]}**", ""]
+    if failed:
+        parts += [f"### {FAILED_MARK} {len(failed)} failed", ""]
+        parts += [f"- **{o.disk.label}**: {why(o, limit=300)}" for o in failed]
+        parts.append("")
+    delete_failures = [(p.label, f) for p in prunes for f in p.delete_failures]
+    if delete_failures:
+        parts += [f"### {FAILED_MARK} {len(delete_failures)} old backups not deleted", ""]
+        parts += [f"- **{label}**: {_cut(f, 300)}" for label, f in delete_failures]
+        parts.append("")
+    if ordered:
+        parts += ["### Disks", "", "| | server | device | status | backup |", "|---|---|---|---|---|"]
+        parts += [
+            f"| {OK_MARK if o.ok else FAILED_MARK} | {o.disk.server_name} | {o.disk.device} "
+            f"| {o.status.value} | {o.backup_name} |"
+            for o in ordered[:COMPACT_ROWS_MAX]
+        ]
+        if len(ordered) > COMPACT_ROWS_MAX:
+            parts.append(f"\n… and {len(ordered) - COMPACT_ROWS_MAX} more disks: see the per-disk table.")
+    return "\n".join(parts) + "\n"
+
+
 async def publish_summary(
     flow_name: str, outcomes: Sequence[DiskOutcome], prunes: Sequence[PruneResult]
 ) -> str:
-    """Two tables and a markdown summary on the flow run; returns the one-line summary."""
+    """Publish the run's artifacts on the flow run (call it from the flow's body); return the summary
+    line."""
     line = summary_line(outcomes, prunes)
-    await acreate_table_artifact(
-        key=f"{flow_name}-disks", table=outcome_rows(outcomes), description="Per-disk backup results"
-    )
+    if outcomes:
+        await acreate_table_artifact(
+            key=f"{flow_name}-disks", table=outcome_rows(outcomes), description="Per-disk results (detail)"
+        )
     if prunes:
         await acreate_table_artifact(
             key=f"{flow_name}-retention", table=decision_rows(prunes), description="Retention decisions"
         )
+    # Last, so that the run page's Artifacts tab (newest first) shows it first.
     await acreate_markdown_artifact(
-        key=f"{flow_name}-summary", markdown=f"**{line}**", description="Run summary"
+        key=f"{flow_name}-summary",
+        markdown=summary_markdown(outcomes, prunes, line),
+        description="Run summary: failures first",
     )
     return line

@@ -39,14 +39,14 @@ def _flow_run_id() -> str | None:
 # ------------------------------------------------------------------------------------------- restore
 
 
-@task(name="check-restore", cache_policy=NO_CACHE)
+@task(name="check-restore", task_run_name="check restore", cache_policy=NO_CACHE)
 async def check_restore(cloud: CloudContext, request: RestoreRequest) -> RestorePlan | Refusal:
     """Choose the backup and check every documented precondition (reads only); or, as a `Refusal` for the
     flow to `unwrap`, why the cloud could not be asked (credentials, endpoint)."""
     return await refusing(plan_restore(cloud.client, request, now=cloud.time.now()))
 
 
-@task(name="record-restore-request", cache_policy=NO_CACHE)
+@task(name="record-restore-request", task_run_name="record restore request", cache_policy=NO_CACHE)
 async def record_restore(cloud: CloudContext, plan: RestorePlan, dry_run: bool) -> int:
     """The ledger row: refused (every problem), dry run, or the intent written before the restore call."""
     return record_request(
@@ -54,7 +54,7 @@ async def record_restore(cloud: CloudContext, plan: RestorePlan, dry_run: bool) 
     )
 
 
-@task(name="restore-and-wait", cache_policy=NO_CACHE)
+@task(name="restore-and-wait", task_run_name="restore and wait", cache_policy=NO_CACHE)
 async def perform_restore(
     cloud: CloudContext, plan: RestorePlan, restore_id: int, wait_minutes: int
 ) -> RestoreOutcome:
@@ -67,7 +67,7 @@ async def perform_restore(
     return outcome
 
 
-@task(name="publish-restore")
+@task(name="publish-restore", task_run_name="publish restore")
 async def publish_restore(line: str) -> None:
     await acreate_markdown_artifact(key="restore-disk-summary", markdown=f"**{line}**", description="Restore")
 
@@ -75,7 +75,7 @@ async def publish_restore(line: str) -> None:
 # ------------------------------------------------------------------------------------------- drills
 
 
-@task(name="clean-up-scratch-disks", cache_policy=NO_CACHE)
+@task(name="clean-up-scratch-disks", task_run_name="clean up scratch disks", cache_policy=NO_CACHE)
 async def clean_up_scratch_disks(cloud: CloudContext, wait_minutes: int) -> list[str]:
     """Delete scratch disks that earlier drills left behind; returns what could not be deleted."""
     now = cloud.time.now()
@@ -87,14 +87,14 @@ async def clean_up_scratch_disks(cloud: CloudContext, wait_minutes: int) -> list
     return problems
 
 
-@task(name="discover-protected-disks", cache_policy=NO_CACHE)
+@task(name="discover-protected-disks", task_run_name="discover protected disks", cache_policy=NO_CACHE)
 async def protected_disks(cloud: CloudContext, plan: BackupPlan) -> list[DiskTarget] | Refusal:
     """Every disk the plan protects (its servers' disks, as the nightly run sees them); or, as a `Refusal`
     for the flow to `unwrap`, why they cannot be listed (credentials, endpoint, unknown servers)."""
     return await refusing(plan_disks(cloud.client, plan))
 
 
-@task(name="choose-drill-disks", cache_policy=NO_CACHE)
+@task(name="choose-drill-disks", task_run_name="choose drill disks", cache_policy=NO_CACHE)
 async def choose_drill_disks(
     cloud: CloudContext, disks: Sequence[DiskTarget], sample: int
 ) -> list[DiskTarget]:
@@ -154,7 +154,7 @@ def drill_summary(results: Sequence[DrillResult], cleanup_problems: Sequence[str
     return line
 
 
-@task(name="publish-drills")
+@task(name="publish-drills", task_run_name="publish drills")
 async def publish_drills(results: Sequence[DrillResult], cleanup_problems: Sequence[str]) -> str:
     """A table of drill results and a one-line summary on the flow run; returns the line."""
     line = drill_summary(results, cleanup_problems)

@@ -14,7 +14,7 @@ from vbs_backup.targets import DiskTarget, ServerTarget
 from .runtime import RunContext
 
 
-@task(name="list-backups", cache_policy=NO_CACHE)
+@task(name="list-backups", task_run_name="list backups", cache_policy=NO_CACHE)
 async def list_backups(ctx: RunContext, disks: Sequence[DiskTarget]) -> dict[str, list[Backup]]:
     """Every backup of these disks, grouped by disk (a few paginated requests for a whole fleet)."""
     return await backups_by_volume(ctx.client, [d.volume_id for d in disks])
@@ -40,9 +40,11 @@ async def apply_server_retention(
             now=ctx.time.now(),
         )
         if result.suspended:
+            # not "kept 1, deleted 0": the point is that nothing was pruned, and why
             logger.warning("%s: newest backup attempt failed, nothing pruned", disk.label)
-        verb = "would delete" if ctx.plan.dry_run else "deleted"
-        deleted = sum(1 for d in result.decisions if d.action == "delete")
-        logger.info("%s: kept %d, %s %d", disk.label, result.kept, verb, deleted)
+        elif result.decisions:
+            verb = "would delete" if ctx.plan.dry_run else "deleted"
+            deleted = sum(1 for d in result.decisions if d.action == "delete")
+            logger.info("%s: kept %d, %s %d", disk.label, result.kept, verb, deleted)
         results.append(result)
     return results

@@ -32,6 +32,9 @@ from vbs_backup.ledger import RunStatus, beat, finish_run, init_db, make_engine,
 from vbs_backup.targets import SelectionError
 from vbs_backup.waiting import JobWaiter
 
+from .credentials import VbsCredentials, settings_from_block
+from .progress import RunProgress
+
 log = logging.getLogger(__name__)
 
 
@@ -90,21 +93,34 @@ class RunContext:
     submitting: asyncio.Semaphore  # servers submitting at once (see SERVERS_SUBMITTING_AT_ONCE)
     job_slots_lock: asyncio.Lock  # a server takes its disks' job slots at once, under this lock
     time: TimeSource = field(default_factory=time_source)
+    progress: RunProgress | None = None  # disks submitted and done, for the operator (tasks.progress)
 
 
-def load_settings(credentials: str | None = None) -> Settings:
+def load_settings(credentials: VbsCredentials | str | None = None) -> Settings:
     """Settings for one flow run: the `VBS_BACKUP_` environment (never a `.env` file from the directory
-    the run happens to start in), or (when a deployment names one) a saved credentials block, whose
-    connection owes nothing to the environment. Block loading is wired in by the deployments layer."""
-    if credentials is None:
+    the run happens to start in), or (when the run has one: its `credentials` parameter) a credentials
+    block, whose connection owes nothing to the environment. A block comes loaded (Prefect resolves the
+    parameter's reference when the run starts); a programmatic caller may name a saved one instead, and a
+    name that no block has is a ConfigError with one line. A blank name is no block."""
+    if isinstance(credentials, VbsCredentials):
+        return credentials.settings()
+    if credentials is None or not credentials.strip():
         return Settings.from_environment()
-    from deployments.blocks import settings_from_block  # Prefect wiring lives in deployments/
-
-    return settings_from_block(credentials)
+    return settings_from_block(credentials.strip())
 
 
 class RunRefused(Exception):
     """An expected failure that a task handed back as a `Refusal`, raised again in the flow's body."""
+
+
+class InputRefused(RunRefused):
+    """A `Refusal` of the run's input (see `INPUT_FAILURES`), raised again in the flow's body."""
+
+
+# Failures of what the person starting the run typed (a plan that does not validate, a server that does not
+# exist): a manual run that meets one ends in a Failed state named InvalidInput, which the alert automation
+# does not page on (flows/failures.py). A scheduled run's plan is configuration, not a typo: it pages.
+INPUT_FAILURES: tuple[type[Exception], ...] = (PlanError, SelectionError, InputRefused)
 
 
 # Failures of the input or the surroundings, not of the code: settings, plan or selection that are wrong,
@@ -135,13 +151,14 @@ class Refusal:
     ends the run through the flow's expected-failure guard."""
 
     message: str
+    invalid_input: bool = False  # the run's input was refused (INPUT_FAILURES), not the surroundings
 
     @classmethod
     def of(cls, exc: BaseException) -> Refusal:
-        return cls(failure_line(exc))
+        return cls(failure_line(exc), invalid_input=isinstance(exc, INPUT_FAILURES))
 
     def throw(self) -> NoReturn:
-        raise RunRefused(self.message)
+        raise (InputRefused if self.invalid_input else RunRefused)(self.message)
 
 
 T = TypeVar("T")
@@ -225,6 +242,7 @@ async def open_run(plan: BackupPlan, *, credentials: str | None = None) -> Async
     is finished by the flow (it knows the outcome); a run that an expected failure (`EXPECTED_FAILURES`)
     ends here is marked failed with its one-line message, one that dies of anything else crashed."""
     _widen_thread_pool()
+    _quiet_returned_failures()
     async with open_cloud(credentials) as cloud:
         source, engine = cloud.time, cloud.engine
         with Session(engine) as session:
@@ -271,6 +289,26 @@ async def open_run(plan: BackupPlan, *, credentials: str | None = None) -> Async
             raise
         finally:
             heart.cancel()
+
+
+class _ReturnedFailure(logging.Filter):
+    """Drops Prefect's "Task run failed with state: Failed(...)" record, which it logs at ERROR with an
+    empty traceback ("NoneType: None") and the whole result's repr, whenever a task *returns* a Failed
+    state on purpose (a disk that was not backed up: tasks.backup). Prefect's own "Finished in state
+    Failed('<reason>')" line still says it, once and readably. A task that raised keeps every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        returned = str(record.msg).startswith("Task run failed with state:")
+        return not (returned and (record.exc_info is None or record.exc_info[0] is None))
+
+
+_RETURNED_FAILURE = _ReturnedFailure()
+
+
+def _quiet_returned_failures() -> None:
+    logger = logging.getLogger("prefect.task_runs")
+    if _RETURNED_FAILURE not in logger.filters:
+        logger.addFilter(_RETURNED_FAILURE)
 
 
 def _widen_thread_pool() -> None:

@@ -27,14 +27,14 @@ from .runtime import CloudContext, Refusal, refusing
 DISKS_IN_FLIGHT = 20
 
 
-@task(name="discover-disks", cache_policy=NO_CACHE)
+@task(name="discover-disks", task_run_name="discover disks", cache_policy=NO_CACHE)
 async def discover_disks(ctx: CloudContext, plan: BackupPlan) -> list[DiskTarget] | Refusal:
     """The disks the plan selects (and the preflight: credentials, endpoint, unknown servers); or, as a
     `Refusal` for the flow to `unwrap`, why they cannot be."""
     return await refusing(plan_disks(ctx.client, plan))
 
 
-@task(name="plan-shares", cache_policy=NO_CACHE)
+@task(name="plan-shares", task_run_name="plan shares", cache_policy=NO_CACHE)
 async def plan_shares(
     ctx: CloudContext, plan: BackupPlan, disks: Sequence[DiskTarget], targets: Sequence[str]
 ) -> list[DiskSharePlan]:
@@ -90,7 +90,7 @@ def outcome_rows(outcomes: Sequence[DiskShareOutcome]) -> list[dict[str, object]
     ]
 
 
-@task(name="publish-share-summary")
+@task(name="publish-share-summary", task_run_name="publish share summary")
 async def publish_share_summary(outcomes: Sequence[DiskShareOutcome], targets: Sequence[str]) -> str:
     """A table and a one-line summary on the flow run; returns the line."""
     line = summary_line(outcomes, targets)

@@ -44,6 +44,7 @@ from .quotas import BACKUPS, GIGABYTES, quota_use
 from .targets import DiskTarget
 
 __all__ = [
+    "DiskProtection",
     "Finding",
     "FindingKind",
     "LedgerSnapshot",
@@ -90,10 +91,41 @@ class LedgerSnapshot:
 
 
 @dataclass(frozen=True)
+class DiskProtection:
+    """One protected disk as the watchdog judged it: the per-disk facts that its findings and the
+    protection view (``vbs_backup.protection_view``) both show, so they never disagree.
+
+    ``protection`` is the ledger's line (``protection_status``) with the newest good backup replaced by the
+    cloud's when the cloud could be read (``None``: no run ever attempted the disk and the cloud has no
+    backup of the plan); ``finding`` is what is wrong with it (``None``: a good backup within the RPO)."""
+
+    label: str  # "db-01 /dev/vdb"
+    server_name: str
+    device: str
+    volume_id: str
+    protection: VolumeProtection | None
+    finding: Finding | None
+
+    @property
+    def ok(self) -> bool:
+        return self.finding is None
+
+    @property
+    def newest_good_at(self) -> datetime | None:
+        return self.protection.newest_success_at if self.protection is not None else None
+
+
+@dataclass(frozen=True)
 class WatchdogReport:
     findings: list[Finding]  # problems: the run fails
     disks_checked: int
     warnings: list[Finding] = field(default_factory=list)  # reported, the run does not fail
+    disks: list[DiskProtection] = field(default_factory=list)  # every disk checked, by label
+    last_run: Run | None = None  # the plan's newest nightly run, as the ledger has it
+
+    @property
+    def disks_ok(self) -> int:
+        return sum(1 for d in self.disks if d.ok)
 
     @property
     def ok(self) -> bool:
@@ -198,40 +230,56 @@ def check_protection(
     by_volume = {p.volume_id: p for p in snapshot.protections}
     if cloud is not None:
         by_volume = {v: _as_in_cloud(by_volume.get(v), cloud.get(v)) for v in set(by_volume) | set(cloud)}
-    checked: list[tuple[str, VolumeProtection | None]]
+    checked: list[tuple[str, str, str, str, VolumeProtection | None]]  # label, server, device, volume
     if disks is None:
         findings.append(
             Finding(FindingKind.discovery_failed, f"plan {plan_name}", discovery_error or "discovery failed")
         )
-        checked = [(f"{p.server_name} {p.device}", p) for p in snapshot.protections]
+        checked = [
+            (f"{p.server_name} {p.device}", p.server_name, p.device, p.volume_id, p)
+            for p in snapshot.protections
+        ]
     else:
-        checked = [(d.label, by_volume.get(d.volume_id)) for d in disks]
+        checked = [(d.label, d.server_name, d.device, d.volume_id, by_volume.get(d.volume_id)) for d in disks]
 
-    for label, protection in sorted(checked, key=lambda item: item[0]):
-        if (
-            protection is not None
-            and protection.newest_success_at is None
-            and protection.newest_success_backup_id
-        ):
-            gone = protection.newest_success_backup_id
-            detail = f"no good backup of the plan in the cloud (the ledger's newest, {gone}, is gone)"
-            findings.append(Finding(FindingKind.never_backed_up, label, detail))
-            continue
-        if protection is None or protection.newest_success_at is None:
-            findings.append(Finding(FindingKind.never_backed_up, label, _never_detail(protection)))
-            continue
-        age = now - protection.newest_success_at
-        if age > rpo:
-            findings.append(
-                Finding(
-                    FindingKind.stale,
-                    label,
-                    f"newest good backup is {human_age(age)} old (RPO {human_age(rpo)})"
-                    + _last_attempt(protection),
-                )
-            )
+    judged: list[DiskProtection] = []
+    for label, server, device, volume_id, protection in sorted(checked, key=lambda item: item[0]):
+        finding = _disk_finding(label, protection, now=now, rpo=rpo)
+        if finding is not None:
+            findings.append(finding)
+        judged.append(DiskProtection(label, server, device, volume_id, protection, finding))
     problems, warnings = check_quotas(quotas, error=quota_error)
-    return WatchdogReport(findings=findings + problems, disks_checked=len(checked), warnings=warnings)
+    return WatchdogReport(
+        findings=findings + problems,
+        disks_checked=len(checked),
+        warnings=warnings,
+        disks=judged,
+        last_run=run,
+    )
+
+
+def _disk_finding(
+    label: str, protection: VolumeProtection | None, *, now: datetime, rpo: timedelta
+) -> Finding | None:
+    """What is wrong with one disk's protection; None when its newest good backup is within the RPO."""
+    if (
+        protection is not None
+        and protection.newest_success_at is None
+        and protection.newest_success_backup_id
+    ):
+        gone = protection.newest_success_backup_id
+        detail = f"no good backup of the plan in the cloud (the ledger's newest, {gone}, is gone)"
+        return Finding(FindingKind.never_backed_up, label, detail)
+    if protection is None or protection.newest_success_at is None:
+        return Finding(FindingKind.never_backed_up, label, _never_detail(protection))
+    age = now - protection.newest_success_at
+    if age > rpo:
+        return Finding(
+            FindingKind.stale,
+            label,
+            f"newest good backup is {human_age(age)} old (RPO {human_age(rpo)})" + _last_attempt(protection),
+        )
+    return None
 
 
 def check_quotas(quotas: Quotas | None, *, error: str | None = None) -> tuple[list[Finding], list[Finding]]:

@@ -150,7 +150,7 @@ async def test_a_job_that_never_ends_times_out_at_the_disk_deadline(cloud_env, v
 
     state = await nightly_backup(plan(disk_deadline_minutes=30), return_state=True)
 
-    assert state.is_failed() and "db-01 /dev/vdc (timed_out)" in state.message
+    assert state.is_failed() and "db-01 /dev/vdc (timed_out: job " in state.message
     with Session(ledger) as session:
         rows = {r.volume_id: r.status.value for r in session.exec(select(DiskBackup)).all()}
     assert rows.pop(hanging) == "timed_out" and set(rows.values()) == {"succeeded"}

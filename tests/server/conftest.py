@@ -368,3 +368,12 @@ def timings() -> Iterator[dict[str, float]]:
     if figures:
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / "server-timings.json").write_text(json.dumps(figures, indent=2) + "\n")
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    """A headless chromium page at 1400 px (tests/server/browser.py)."""
+    from .browser import chromium_page
+
+    with chromium_page() as page:
+        yield page

@@ -12,6 +12,7 @@ import yaml
 from sqlmodel import Session, select
 
 from deployments.catalog import CATALOG, DEFAULT_PLAN, TAG
+from flows.server import SERVER_REF
 from vbs_backup.config import BackupPlan
 from vbs_backup.ledger import DiskBackup, Run, make_engine
 
@@ -57,12 +58,31 @@ def test_serve_registers_every_catalog_deployment(prefect_server, served):
 
 
 @server
-def test_the_backup_server_form_asks_for_a_server_id_as_text(prefect_server, served):
+def test_the_on_demand_forms_ask_only_what_an_operator_chooses(prefect_server, served):
     schema = prefect_server.deployment("backup-server")["parameter_openapi_schema"]
-    assert schema["required"] == ["server_id"]
-    assert schema["properties"]["server_id"]["type"] == "string"
-    plan = schema["definitions"]["BackupPlan"]["properties"]
-    assert plan["poll_interval_seconds"]["title"] == "Poll interval (seconds)"  # titled form fields
+    assert schema["required"] == ["server"]
+    assert list(schema["properties"]) == ["server", "credentials"]  # the plan is the deployment's
+    assert schema["properties"]["server"]["pattern"] == SERVER_REF
+    retention = prefect_server.deployment("apply-retention")["parameter_openapi_schema"]
+    assert list(retention["properties"]) == ["dry_run", "credentials"]
+    # Quick run starts the nightly at once (the UI opens the full form when a parameter is required),
+    # and the plan's form fields have titles.
+    nightly = prefect_server.deployment("nightly-backup")["parameter_openapi_schema"]
+    assert nightly.get("required", []) == []
+    plan = nightly["definitions"]["BackupPlan"]["properties"]
+    assert plan["poll_interval_seconds"]["title"] == "Poll interval (seconds)"
+
+
+@server
+def test_a_malformed_server_is_refused_by_the_server_before_any_run(prefect_server, served):
+    deployment = prefect_server.deployment("backup-server")
+    before = prefect_server.api.post("/flow_runs/count", json={}).json()
+    response = prefect_server.api.post(
+        f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": {"server": "db 01\nrm"}}
+    )
+    assert response.status_code in (409, 422), response.text
+    assert "server" in response.text
+    assert prefect_server.api.post("/flow_runs/count", json={}).json() == before  # no run, so no alert
 
 
 @server

@@ -1,0 +1,49 @@
+"""Read-only: the plan's attempts slot by slot over a window of recent slots, for the watchdog's picture of
+the last nights (``vbs_backup.protection_view``). No table of its own; nothing here writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from vbs_backup.ledger.tables import DiskBackup, DiskBackupStatus, Run
+
+__all__ = ["SlotAttempt", "slot_attempts"]
+
+
+@dataclass(frozen=True, slots=True)
+class SlotAttempt:
+    """One attempt at one disk's backup for one slot, with the run that last worked on it."""
+
+    volume_id: str
+    slot_start: datetime  # aware UTC
+    requested_at: datetime
+    status: DiskBackupStatus
+    error_code: str | None
+    error_reason: str | None
+    deployment: str | None  # of the run: nightly-backup, backup-server, ... (None: outside any deployment)
+    trigger: str
+
+
+def slot_attempts(*, session: Session, plan_name: str, since: datetime) -> list[SlotAttempt]:
+    """Every attempt of the plan for a slot starting at or after `since`, oldest request first. Rows of a
+    migrated ledger that do not know their slot are left out."""
+    stmt = (
+        select(
+            DiskBackup.volume_id,
+            DiskBackup.slot_start,
+            DiskBackup.requested_at,
+            DiskBackup.status,
+            DiskBackup.error_code,
+            DiskBackup.error_reason,
+            Run.deployment,
+            Run.trigger,
+        )
+        .join(Run, col(Run.id) == col(DiskBackup.run_id))
+        .where(DiskBackup.plan_name == plan_name, col(DiskBackup.slot_start) >= since)
+        .order_by(col(DiskBackup.requested_at), col(DiskBackup.id))
+    )
+    return [SlotAttempt(*row) for row in session.exec(stmt).all()]
