@@ -77,10 +77,12 @@ class DeploymentSpec:
 
             parameters["credentials"] = block_reference(credentials)
         spec = replace(self, timezone=timezone)
+        # Prefect's UI shows a schedule without its zone ("At 02:00 AM every day"): the description says it.
+        description = self.description.replace(f"({self.timezone})", f"({timezone})")
         # Sync context: to_deployment returns the deployment itself (it dispatches on the event loop).
         return self.load_flow().to_deployment(
             name=self.name,
-            description=self.description,
+            description=description,
             schedules=spec.schedules(),
             concurrency_limit=self.concurrency_limit,
             parameters=parameters,
@@ -93,7 +95,8 @@ CATALOG: tuple[DeploymentSpec, ...] = (
     DeploymentSpec(
         name="nightly-backup",
         entrypoint="flows/nightly.py:nightly_backup",
-        description="Every night at 02:00: back up every disk of the plan's servers, then apply retention.",
+        description="Every night at 02:00 (Europe/Paris): back up every disk of the plan's servers, then "
+        "apply retention.",
         parameters={"plan": DEFAULT_PLAN},
         cron="0 2 * * *",
         concurrency_limit=1,
@@ -134,8 +137,9 @@ CATALOG: tuple[DeploymentSpec, ...] = (
     DeploymentSpec(
         name="restore-drill",
         entrypoint="flows/restore.py:restore_drill",
-        description="Sundays at 05:00: restore a sample of protected disks into scratch disks, check them, "
-        "record the time it took, delete the scratch disks; fails (and alerts) when a drill fails.",
+        description="Sundays at 05:00 (Europe/Paris): restore a sample of protected disks into scratch "
+        "disks, check them, record the time it took, delete the scratch disks; fails (and alerts) when a "
+        "drill fails.",
         parameters={"plan": DEFAULT_PLAN, "sample": 2, "wait_minutes": 60},
         cron="0 5 * * 0",
         concurrency_limit=1,
@@ -153,8 +157,8 @@ CATALOG: tuple[DeploymentSpec, ...] = (
     DeploymentSpec(
         name="policy-audit",
         entrypoint="flows/policies.py:policy_audit",
-        description="Daily at 07:00: record every task the native VBS backup policies ran; fails (and "
-        "alerts) on EXECUTE_FAIL or EXECUTE_TIMEOUT.",
+        description="Daily at 07:00 (Europe/Paris): record every task the native VBS backup policies ran; "
+        "fails (and alerts) on EXECUTE_FAIL or EXECUTE_TIMEOUT.",
         parameters={"since_hours": 25},
         cron="0 7 * * *",
         concurrency_limit=1,

@@ -96,9 +96,7 @@ async def run_plan(
         # an expected failure: raised, run Failed
         servers = unwrap(await discover_servers(ctx, one_server))
         disks = [d for s in servers for d in s.disks]
-        logger.info(
-            "%d servers, %d disks selected (slot %s)", len(servers), len(disks), plan.local(ctx.slot)
-        )
+        logger.info("%d servers, %d disks selected (slot %s)", len(servers), len(disks), plan.local(ctx.slot))
         # The cloud is the truth: what exists before the run settles earlier attempts and is adopted; what
         # exists after it decides which disks are protected and what retention sees.
         before = await list_backups(ctx, disks) if disks else {}

@@ -49,7 +49,7 @@ class RunProgress:
     done: int = 0
     failed: int = 0
     _running: dict[str, float] = field(default_factory=dict)
-    _started: float = field(default_factory=time.monotonic)
+    _started: float = field(default_factory=lambda: time.monotonic())
     _artifact: UUID | None = None
     _reporter: asyncio.Task[None] | None = None
 
@@ -75,7 +75,8 @@ class RunProgress:
         text = self.headline()
         if self._running:
             oldest = now - min(self._running.values())
-            text += f"; {len(self._running):,} jobs running, oldest {_ago(oldest)}"
+            jobs = len(self._running)
+            text += f"; {jobs:,} job{'s' if jobs != 1 else ''} running, oldest {_ago(oldest)}"
         elapsed = now - self._started
         if 0 < self.done < self.total and elapsed > 0:
             left = elapsed / self.done * (self.total - self.done)

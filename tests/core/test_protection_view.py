@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.factories import disk
 from vbs_backup import protection_view
 from vbs_backup.identity import slot_start
 from vbs_backup.ledger import DiskBackupStatus, Run, RunStatus, VolumeProtection
@@ -30,19 +31,6 @@ NOW = datetime(2026, 11, 30, 3, 30, tzinfo=ZONE).astimezone(UTC)  # the 3 a.m. l
 RPO = timedelta(hours=26)
 REASON = "CreateBackup Task-fail: fsp cinder return backup status is error."
 FAILED_NIGHT = date(2026, 11, 24)
-
-
-def disk(server: str, device: str, volume: str) -> DiskTarget:
-    return DiskTarget(
-        server_id=f"id-{server}",
-        server_name=server,
-        volume_id=volume,
-        volume_name=f"{server}-{device}",
-        device=device,
-        size_gb=10,
-        is_system=device == "/dev/vda",
-        status="in-use",
-    )
 
 
 WEB_A = disk("web-01", "/dev/vda", "6a1c3a02-7e4b-4a43-9e0b-2f1d7c2b9a10")

@@ -9,6 +9,7 @@ import pytest
 
 from flows.nightly import nightly_backup
 from flows.watchdog import backup_watchdog
+from tests.factories import disk
 from vbs_backup.config import BackupPlan
 from vbs_backup.ledger import DiskBackupStatus, Run, RunStatus, VolumeProtection
 from vbs_backup.targets import DiskTarget
@@ -16,19 +17,6 @@ from vbs_backup.watchdog import FindingKind, LedgerSnapshot, check_protection, h
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 RPO = timedelta(hours=26)
-
-
-def disk(server: str, device: str, volume: str) -> DiskTarget:
-    return DiskTarget(
-        server_id=f"id-{server}",
-        server_name=server,
-        volume_id=volume,
-        volume_name=f"{server}-{device}",
-        device=device,
-        size_gb=10,
-        is_system=device == "/dev/vda",
-        status="in-use",
-    )
 
 
 def protected(

@@ -151,7 +151,7 @@ class PrefectServer:
         if parameters is not None:
             body["parameters"] = parameters
         url = f"/deployments/{self.deployment(deployment)['id']}/create_flow_run"
-        for _ in range(10):
+        for _ in range(40):
             response = self.api.post(url, json=body)
             # SQLite on a busy server answers 503 ("database is locked"); Prefect's own client retries.
             if response.status_code != 503:
@@ -377,3 +377,28 @@ def page() -> Iterator[Any]:
 
     with chromium_page() as page:
         yield page
+
+
+def register_block(
+    prefect_server: PrefectServer, cloud: Cloud, name: str, *, iam_user: bool
+) -> dict[str, Any]:
+    """`vbs-backup blocks register NAME` as an operator runs it: the emulator's IAM user (`iam_user`: the
+    served flows only have AK/SK, so a run that asks IAM for a token took it from the block) or its AK/SK.
+    Returns the saved block document (without secrets) as the server lists it."""
+    if iam_user:
+        env = clean_env(
+            **prefect_server.env,
+            VBS_BACKUP_ENDPOINT=cloud.env["VBS_BACKUP_ENDPOINT"],
+            VBS_BACKUP_PROJECT_ID=cloud.env["VBS_BACKUP_PROJECT_ID"],
+            **cloud.user,
+        )
+        method = ["--username", cloud.user["VBS_BACKUP_USERNAME"]]
+    else:
+        env = clean_env(**prefect_server.env, **cloud.env)
+        method = ["--ak", cloud.env["VBS_BACKUP_AK"]]
+    args = [*vbs_backup_command(), "blocks", "register", name, *method]
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    response = prefect_server.api.get(f"/block_types/slug/vbs-credentials/block_documents/name/{name}")
+    response.raise_for_status()
+    return response.json()

@@ -12,7 +12,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
-from prefect.settings import PREFECT_UI_URL, temporary_settings
+from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 from typer.testing import CliRunner
 
 from deployments import alerts
@@ -117,7 +117,8 @@ def test_the_message_is_rendered_whole_with_the_run_deployment_and_link():
         f"Open the run: http://prefect.example:4200/runs/flow-run/{flow_run.id}",
     ]
     # A run outside any deployment, no message, no UI URL: nothing reads "None".
-    with temporary_settings({PREFECT_UI_URL: None}):
+    # (no API URL either: Prefect derives a UI URL from it, and another test may have set one)
+    with temporary_settings({PREFECT_UI_URL: None, PREFECT_API_URL: None}):
         subject, body = render_failure(
             flow, flow_run, SimpleNamespace(name="Crashed", message=None), deployment=None
         )

@@ -6,13 +6,12 @@ description and an example that loads the block from its real module. Screenshot
 from __future__ import annotations
 
 import re
-import subprocess
 from typing import Any
 
 import pytest
 
 from .browser import open_block_selector, open_custom_run, view_new_run
-from .conftest import ARTIFACTS, clean_env, vbs_backup_command
+from .conftest import ARTIFACTS, register_block
 
 pytestmark = pytest.mark.server
 
@@ -21,27 +20,7 @@ BLOCK = "vbs-emulator"
 
 @pytest.fixture(scope="module")
 def block(prefect_server, cloud) -> dict[str, Any]:
-    """`vbs-backup blocks register vbs-emulator --username ...`: the emulator's IAM user (the served flows
-    only have AK/SK, so a run that asks IAM for a token took it from the block)."""
-    env = clean_env(
-        **prefect_server.env,
-        VBS_BACKUP_ENDPOINT=cloud.env["VBS_BACKUP_ENDPOINT"],
-        VBS_BACKUP_PROJECT_ID=cloud.env["VBS_BACKUP_PROJECT_ID"],
-        **cloud.user,
-    )
-    args = [
-        *vbs_backup_command(),
-        "blocks",
-        "register",
-        BLOCK,
-        "--username",
-        cloud.user["VBS_BACKUP_USERNAME"],
-    ]
-    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-    response = prefect_server.api.get(f"/block_types/slug/vbs-credentials/block_documents/name/{BLOCK}")
-    response.raise_for_status()
-    return response.json()
+    return register_block(prefect_server, cloud, BLOCK, iam_user=True)
 
 
 def test_the_run_form_s_credentials_field_offers_the_registered_block(page, prefect_server, served, block):

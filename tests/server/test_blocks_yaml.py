@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import REPO, clean_env, vbs_backup_command
+from .conftest import REPO, clean_env, register_block
 
 pytestmark = pytest.mark.server
 
@@ -36,27 +36,7 @@ def test_the_comment_shows_a_reference_by_name():
 
 @pytest.fixture(scope="module")
 def yaml_block(prefect_server, cloud) -> dict[str, Any]:
-    """`vbs-backup blocks register yaml-user --username ...`: the emulator's IAM user (the served flows
-    only have AK/SK, so a run that asks IAM for a token took it from the block)."""
-    env = clean_env(
-        **prefect_server.env,
-        VBS_BACKUP_ENDPOINT=cloud.env["VBS_BACKUP_ENDPOINT"],
-        VBS_BACKUP_PROJECT_ID=cloud.env["VBS_BACKUP_PROJECT_ID"],
-        **cloud.user,
-    )
-    args = [
-        *vbs_backup_command(),
-        "blocks",
-        "register",
-        BLOCK,
-        "--username",
-        cloud.user["VBS_BACKUP_USERNAME"],
-    ]
-    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-    response = prefect_server.api.get(f"/block_types/slug/vbs-credentials/block_documents/name/{BLOCK}")
-    response.raise_for_status()
-    return response.json()
+    return register_block(prefect_server, cloud, BLOCK, iam_user=True)
 
 
 @pytest.fixture(scope="module")

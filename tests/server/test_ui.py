@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 from typing import Any
 
 import pytest
@@ -25,7 +24,7 @@ from vbs_backup.connection import connect
 from vbs_backup.ledger import DiskBackup, Run, make_engine
 
 from .browser import form_field, open_block_selector, open_custom_run, open_run_menu, view_new_run
-from .conftest import ARTIFACTS, DB_01_DATA, REPO, clean_env, vbs_backup_command
+from .conftest import ARTIFACTS, DB_01_DATA, REPO, register_block
 
 pytestmark = pytest.mark.server
 
@@ -81,14 +80,7 @@ def failing_night(prefect_server, served, cloud) -> None:
 
 @pytest.fixture(scope="module")
 def block(prefect_server, cloud) -> dict[str, Any]:
-    """`vbs-backup blocks register vbs-ui --ak ...`: the emulator's AK/SK, saved as a block."""
-    env = clean_env(**prefect_server.env, **cloud.env)
-    args = [*vbs_backup_command(), "blocks", "register", BLOCK, "--ak", cloud.env["VBS_BACKUP_AK"]]
-    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-    response = prefect_server.api.get(f"/block_types/slug/vbs-credentials/block_documents/name/{BLOCK}")
-    response.raise_for_status()
-    return response.json()
+    return register_block(prefect_server, cloud, BLOCK, iam_user=False)  # the emulator's AK/SK
 
 
 def final_badge(page: Any, state: str) -> None:
