@@ -124,8 +124,6 @@ _NIGHT_OF_STATUS = {
     DiskBackupStatus.timed_out: Night.failed,
     DiskBackupStatus.abandoned: Night.failed,
 }
-# When one night has several attempts (a failed job retried, a re-run in the same slot), the best wins.
-_RANK = {Night.ok: 3, Night.failed: 2, Night.unfinished: 1, Night.missing: 0}
 
 
 def night_history(
@@ -150,10 +148,11 @@ def night_history(
         night = attempt.slot_start.astimezone(zone).date()
         if night not in shown:
             continue
-        outcome = _NIGHT_OF_STATUS.get(attempt.status, Night.unfinished)
-        cells = history.cells.setdefault(attempt.volume_id, {})
-        if _RANK[outcome] > _RANK[cells.get(night, Night.missing)]:
-            cells[night] = outcome
+        # The night's newest attempt decides: a retry that succeeded makes it green, and a good backup
+        # that vanished and could not be made again leaves it red.
+        history.cells.setdefault(attempt.volume_id, {})[night] = _NIGHT_OF_STATUS.get(
+            attempt.status, Night.unfinished
+        )
     return history
 
 
@@ -294,7 +293,7 @@ def _age_cell(disk: DiskProtection, now: datetime, rpo: timedelta, rpo_text: str
     age = max(now - good, timedelta(0))  # a cloud clock ahead of ours reads as "just made"
     if age > rpo:
         return f"**{human_age(age)} — OVER RPO**"
-    return f"{human_age(age)} (RPO {rpo_text}) ok"
+    return f"{human_age(age)} ok"  # the column's heading says the RPO
 
 
 def _last_attempt_cell(disk: DiskProtection, history: NightHistory, at: Clock) -> str:
@@ -305,12 +304,14 @@ def _last_attempt_cell(disk: DiskProtection, history: NightHistory, at: Clock) -
     failed = p.last_attempt_status not in DiskBackupStatus.successes()
     if failed and p.last_error_code:
         text += f" {p.last_error_code}"
+    # (its reason is in the Problems and Warnings above: the table stays narrow enough to read)
     attempt = _matching_attempt(disk, history)
-    if attempt is not None:
-        if failed and attempt.error_reason:
-            text += f": {_cut(attempt.error_reason)}"
-        if attempt.deployment is not None and attempt.deployment not in NIGHTLY_DEPLOYMENTS:
-            text += f" ({run_kind(attempt.deployment, attempt.trigger)})"  # not a nightly run's
+    if (
+        attempt is not None
+        and attempt.deployment is not None
+        and attempt.deployment not in NIGHTLY_DEPLOYMENTS
+    ):
+        text += f" ({run_kind(attempt.deployment, attempt.trigger)})"  # not a nightly run's
     return _md(text)
 
 

@@ -92,8 +92,8 @@ async def test_the_protection_view_puts_the_failing_disk_first_with_its_reason_a
     assert "last attempt failed VolumeBackup.0064" in warning and REASON in warning
     disks = rows_under(text, "Disks")[2:]
     assert (disks[0][0], disks[0][1], disks[0][2]) == ("⚠️", "db-01", "/dev/vdb")  # first
-    assert re.fullmatch(r"\d\d-\d\d \d\d:\d\d failed VolumeBackup\.0064: " + re.escape(REASON), disks[0][6])
-    assert re.fullmatch(r"2[34]\.\d h \(RPO 26 h\) ok", disks[0][5])
+    assert re.fullmatch(r"\d\d-\d\d \d\d:\d\d failed VolumeBackup\.0064", disks[0][6])
+    assert re.fullmatch(r"2[34]\.\d h ok", disks[0][5])
     assert {d[0] for d in disks[1:]} == {"✅"} and len(disks) == 5
 
     grid = rows_under(text, "Last 14 nights")
