@@ -95,6 +95,8 @@ from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import Automation, AutomationCore, EventTrigger, Posture
 from pydantic import SecretStr
 
+from flows.failures import INVALID_INPUT  # the state name of a run refused for its input
+
 from .catalog import CATALOG, TAG
 
 __all__ = [
@@ -125,9 +127,6 @@ log = logging.getLogger(__name__)
 
 AUTOMATION_NAME = "vbs-backup: failed runs"
 FAILURE_EVENTS = ("prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut")
-# The state name of a run refused for its input (flows.failures.INVALID_INPUT; a test keeps them equal):
-# its event is `prefect.flow-run.InvalidInput`, outside FAILURE_EVENTS, and the e-mail hook skips it too.
-INVALID_INPUT = "InvalidInput"
 
 NIGHTLY_AUTOMATION_NAME = "vbs-backup: nightly-backup overdue"
 NIGHTLY_DEPLOYMENT = "nightly-backup"
@@ -311,11 +310,6 @@ class AlertSetup:
     blocks: list[str]
     deployments: list[str]
     nightly_within: timedelta | None  # None: no nightly watch
-
-    @property
-    def automation_id(self) -> UUID:
-        assert self.failures.automation_id is not None
-        return self.failures.automation_id
 
 
 def _same(existing: Automation, wanted: AutomationCore) -> bool:

@@ -7,7 +7,7 @@ from prefect.states import State
 
 from vbs_backup.config import BackupPlan
 
-from .default_plan import default_plan
+from .default_plan import DEFAULT
 from .failures import failing_cleanly
 from .hooks import ON_FAILURE
 from .names import nightly_run_name
@@ -17,7 +17,7 @@ from .pipeline import run_plan
 
 @flow(name="nightly-backup", flow_run_name=nightly_run_name, log_prints=True, **ON_FAILURE)
 async def nightly_backup(
-    plan: BackupPlan = default_plan(),  # noqa: B008 (a frozen model: one shared instance is safe)
+    plan: BackupPlan = DEFAULT,
     credentials: Credentials = None,
 ) -> State:
     """Back up every EVS disk of the selected ECS servers, wait for the jobs, prune old backups, record

@@ -30,7 +30,7 @@ from tasks.runtime import open_cloud, unwrap
 from vbs_backup.config import BackupPlan
 from vbs_backup.restores import RestoreRequest
 
-from .default_plan import default_plan
+from .default_plan import DEFAULT
 from .failures import failing_cleanly
 from .hooks import ON_FAILURE
 from .names import drill_run_name, restore_run_name
@@ -112,7 +112,7 @@ async def _restore_disk(
 
 @flow(name="restore-drill", flow_run_name=drill_run_name, log_prints=True, **ON_FAILURE)
 async def restore_drill(
-    plan: BackupPlan = default_plan(),  # noqa: B008 (a frozen model: one shared instance is safe)
+    plan: BackupPlan = DEFAULT,
     sample: Annotated[
         int,
         Field(ge=1, le=100, title="Disks per drill", description="How many protected disks to drill."),

@@ -7,7 +7,7 @@ out of the form (`SkipJsonSchema`): a one-server backup is named, tagged and pru
 
 from __future__ import annotations
 
-import re
+import uuid
 from typing import Annotated
 
 from prefect import flow
@@ -17,7 +17,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from vbs_backup.config import BackupPlan, ServerSelection
 
-from .default_plan import default_plan
+from .default_plan import DEFAULT
 from .failures import failing_cleanly
 from .hooks import ON_FAILURE
 from .names import retention_run_name, server_run_name
@@ -27,14 +27,11 @@ from .pipeline import run_plan
 # What the form accepts as a server: a name as ECS allows it or a UUID, on one line. Whitespace, glob
 # characters and slashes are refused in the form itself (and by the server, which enforces the schema).
 SERVER_REF = r"^[^\s*?\[\]\\/]{1,64}$"
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 ServerRef = Annotated[
     str,
     Field(
         pattern=SERVER_REF,
-        min_length=1,
-        max_length=64,
         title="Server",
         description="The ECS server's name (e.g. db-01) or id (UUID).",
     ),
@@ -45,16 +42,17 @@ HiddenPlan = Annotated[BackupPlan | None, SkipJsonSchema()]
 
 def server_selection(server: str) -> ServerSelection:
     """A UUID selects that server; anything else, the servers of exactly that name."""
-    server = server.strip()
-    if _UUID.match(server):
-        return ServerSelection(ids=[server])
-    return ServerSelection(name_patterns=[server])
+    try:
+        uuid.UUID(server)
+    except ValueError:
+        return ServerSelection(name_patterns=[server])
+    return ServerSelection(ids=[server])
 
 
 def plan_for_server(server: str, plan: BackupPlan | None) -> BackupPlan:
     """The given plan (or the default plan) narrowed to one server, in a one-minute slot: an on-demand
     backup is a new backup, not an adoption of tonight's."""
-    base = plan or default_plan()
+    base = plan or DEFAULT
     return base.model_copy(update={"selection": server_selection(server), "slot_minutes": 1})
 
 
@@ -76,7 +74,7 @@ async def backup_server(
             plan_for_server(server, plan),
             flow_name="backup-server",
             credentials=credentials,
-            one_server=server.strip(),
+            one_server=server,
         )
     )
 
@@ -96,7 +94,7 @@ async def apply_retention(
     """
     return await failing_cleanly(
         run_plan(
-            (plan or default_plan()).model_copy(update={"dry_run": dry_run}),
+            (plan or DEFAULT).model_copy(update={"dry_run": dry_run}),
             flow_name="apply-retention",
             back_up_disks=False,
             credentials=credentials,

@@ -46,7 +46,7 @@ from vbs_backup.pruning import backups_by_volume
 from vbs_backup.targets import DiskTarget, SelectionError, discover_targets
 from vbs_backup.watchdog import WatchdogReport, check_protection, ledger_snapshot, newest_in_cloud
 
-from .default_plan import default_plan
+from .default_plan import DEFAULT
 from .failures import failing_cleanly
 from .hooks import ON_FAILURE
 from .names import watchdog_run_name
@@ -127,7 +127,7 @@ def read_nights(cloud: CloudContext, plan: BackupPlan, now: datetime) -> NightHi
 
 @flow(name="backup-watchdog", flow_run_name=watchdog_run_name, **ON_FAILURE)
 async def backup_watchdog(
-    plan: BackupPlan = default_plan(),  # noqa: B008 (a frozen model: one shared instance is safe)
+    plan: BackupPlan = DEFAULT,
     rpo_hours: Annotated[
         float,
         # Prefect titles top-level parameters with their name and describes them from the docstring.

@@ -39,7 +39,7 @@ from vbs_backup.reconcile import Settled, reconcile_attempts
 from vbs_backup.targets import DiskTarget
 
 from .report import why
-from .runtime import RunContext
+from .runtime import RETURNS_FAILED_STATE, RunContext
 
 
 def wants_full_backup(ctx: RunContext) -> bool:
@@ -163,7 +163,9 @@ class _WaveMember:
         self._wave._check()
 
 
-@task(name="back-up-disk", task_run_name="back up {disk.server_name} {disk.device}", cache_policy=NO_CACHE)
+@task(
+    name=RETURNS_FAILED_STATE, task_run_name="back up {disk.server_name} {disk.device}", cache_policy=NO_CACHE
+)
 async def back_up_disk(
     ctx: RunContext, disk: DiskTarget, known: list[Backup] | None = None, wave: _WaveMember | None = None
 ) -> DiskOutcome | State:

@@ -18,6 +18,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from vbs_backup.disk_backups import DiskOutcome
 from vbs_backup.pruning import PruneResult
+from vbs_backup.text import one_line
 
 OK_MARK, FAILED_MARK = "✅", "❌"
 # The state message (and so the alert) names at most this many failed disks, each reason cut to REASON_MAX.
@@ -32,17 +33,12 @@ def _ordered(outcomes: Sequence[DiskOutcome]) -> list[DiskOutcome]:
     return sorted(outcomes, key=lambda o: (o.ok, o.disk.server_name, o.disk.device))
 
 
-def _cut(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def why(outcome: DiskOutcome, limit: int = REASON_MAX) -> str:
     """`failed: VolumeBackup.0064: <the job's reason>`, the status alone when nothing more is known."""
     parts = [p for p in (outcome.error_code, outcome.error_reason) if p]
     if outcome.error_code and outcome.error_reason and outcome.error_reason.startswith(outcome.error_code):
         parts = [outcome.error_reason]
-    detail = _cut(": ".join(parts), limit) if parts else ""
+    detail = one_line(": ".join(parts), limit) if parts else ""
     return f"{outcome.status.value}: {detail}" if detail else outcome.status.value
 
 
@@ -78,12 +74,17 @@ def decision_rows(prunes: Sequence[PruneResult]) -> list[dict[str, object]]:
     ]
 
 
+def _counts(outcomes: Sequence[DiskOutcome], prunes: Sequence[PruneResult]) -> str:
+    backed_up = sum(1 for o in outcomes if o.ok)
+    deleted = sum(p.deleted for p in prunes)
+    return f"{backed_up} of {len(outcomes)} disks backed up, {deleted} old backups deleted"
+
+
 def summary_line(outcomes: Sequence[DiskOutcome], prunes: Sequence[PruneResult]) -> str:
     """The run's verdict on one line: counts, then each failed disk with its reason (the first
     LINE_FAILURES_MAX of them), then retention's failed deletes."""
     failed = [o for o in _ordered(outcomes) if not o.ok]
-    deleted = sum(p.deleted for p in prunes)
-    text = f"{len(outcomes) - len(failed)} of {len(outcomes)} disks backed up, {deleted} old backups deleted"
+    text = _counts(outcomes, prunes)
     if failed:
         shown = "; ".join(f"{o.disk.label} ({why(o)})" for o in failed[:LINE_FAILURES_MAX])
         more = f"; and {len(failed) - LINE_FAILURES_MAX} more" if len(failed) > LINE_FAILURES_MAX else ""
@@ -94,10 +95,10 @@ def summary_line(outcomes: Sequence[DiskOutcome], prunes: Sequence[PruneResult])
     return text
 
 
-def summary_markdown(outcomes: Sequence[DiskOutcome], prunes: Sequence[PruneResult], line: str) -> str:
+def summary_markdown(outcomes: Sequence[DiskOutcome], prunes: Sequence[PruneResult]) -> str:
     ordered = _ordered(outcomes)
     failed = [o for o in ordered if not o.ok]
-    parts = [f"**{line.split('; FAILED:')[0]}**", ""]
+    parts = [f"**{_counts(outcomes, prunes)}**", ""]
     if failed:
         parts += [f"### {FAILED_MARK} {len(failed)} failed", ""]
         parts += [f"- **{o.disk.label}**: {why(o, limit=300)}" for o in failed]
@@ -105,7 +106,7 @@ def summary_markdown(outcomes: Sequence[DiskOutcome], prunes: Sequence[PruneResu
     delete_failures = [(p.label, f) for p in prunes for f in p.delete_failures]
     if delete_failures:
         parts += [f"### {FAILED_MARK} {len(delete_failures)} old backups not deleted", ""]
-        parts += [f"- **{label}**: {_cut(f, 300)}" for label, f in delete_failures]
+        parts += [f"- **{label}**: {one_line(f, 300)}" for label, f in delete_failures]
         parts.append("")
     if ordered:
         parts += ["### Disks", "", "| | server | device | status | backup |", "|---|---|---|---|---|"]
@@ -136,7 +137,7 @@ async def publish_summary(
     # Last, so that the run page's Artifacts tab (newest first) shows it first.
     await acreate_markdown_artifact(
         key=f"{flow_name}-summary",
-        markdown=summary_markdown(outcomes, prunes, line),
+        markdown=summary_markdown(outcomes, prunes),
         description="Run summary: failures first",
     )
     return line

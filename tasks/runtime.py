@@ -293,15 +293,20 @@ async def open_run(plan: BackupPlan, *, credentials: str | None = None) -> Async
 
 class _ReturnedFailure(logging.Filter):
     """Drops Prefect's "Task run failed with state: Failed(...)" record, which it logs at ERROR with an
-    empty traceback ("NoneType: None") and the whole result's repr, whenever a task *returns* a Failed
+    empty traceback ("NoneType: None") and the whole result's repr, when `back_up_disk` *returns* a Failed
     state on purpose (a disk that was not backed up: tasks.backup). Prefect's own "Finished in state
-    Failed('<reason>')" line still says it, once and readably. A task that raised keeps every record."""
+    Failed('<reason>')" line still says it, once and readably. Any other task, and a task that raised,
+    keep every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         returned = str(record.msg).startswith("Task run failed with state:")
-        return not (returned and (record.exc_info is None or record.exc_info[0] is None))
+        no_exception = record.exc_info is None or record.exc_info[0] is None
+        ours = getattr(record, "task_name", None) == RETURNS_FAILED_STATE
+        return not (returned and no_exception and ours)
 
 
+# The one task that returns a Failed state on purpose (tasks.backup.back_up_disk's `name`).
+RETURNS_FAILED_STATE = "back-up-disk"
 _RETURNED_FAILURE = _ReturnedFailure()
 
 

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rich.table import Table
-    from sqlalchemy import Engine
+    pass
 
 app = typer.Typer(
     name="vbs-backup",
@@ -119,46 +118,16 @@ def report(
 
     from vbs_backup.config import Settings
     from vbs_backup.ledger import init_db, make_engine
-    from vbs_backup.reporting import protection_table
+    from vbs_backup.reporting import protection_table, runs_table
 
     url = database_url or Settings().database_url
     engine = make_engine(url)
     init_db(engine)
     console = Console()
-    console.print(_runs_table(engine, limit=limit))
+    console.print(runs_table(engine, limit=limit))
     # Per disk, the ledger's protection_status: the same facts the watchdog's protection view starts from
     # (where the watchdog can read the cloud, the cloud's newest good backup replaces the ledger's).
     console.print(protection_table(engine))
-
-
-def _runs_table(engine: Engine, *, limit: int) -> Table:
-    """The newest runs first; a run's kind tells the nightly runs of a plan from its on-demand ones (a
-    one-server backup or a retention run of plan `nightly` is not a nightly run)."""
-    from rich.table import Table
-    from sqlmodel import Session
-
-    from vbs_backup.ledger import recent_runs
-    from vbs_backup.protection_view import run_kind
-
-    table = Table(title="Recent runs")
-    for column in ("run", "plan", "kind", "started (UTC)", "status", "disks ok/total", "deleted", "message"):
-        table.add_column(column)
-    with Session(engine) as session:
-        for run in recent_runs(session=session, limit=limit):
-            kind = run_kind(run.deployment, run.trigger)
-            table.add_row(
-                str(run.id),
-                run.plan_name,
-                kind,
-                run.started_at.strftime("%Y-%m-%d %H:%M"),
-                run.status.value,
-                "-"
-                if kind == "retention" and not run.disks_total
-                else f"{run.disks_succeeded}/{run.disks_total}",
-                str(run.deletes_done),
-                (run.message or "")[:80],
-            )
-    return table
 
 
 ledger_app = typer.Typer(help="The ledger database: schema revision and migrations.", no_args_is_help=True)

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from .identity import DAY_MINUTES, slot_start
 from .ledger.history import SlotAttempt
 from .ledger.tables import DiskBackupStatus
+from .text import one_line
 from .watchdog import DiskProtection, WatchdogReport, human_age
 
 __all__ = [
@@ -329,7 +330,7 @@ def _failure_reason(disk: DiskProtection, history: NightHistory) -> str | None:
     attempt = _matching_attempt(disk, history)
     if attempt is None or not _last_failed(disk) or not attempt.error_reason:
         return None
-    return _cut(attempt.error_reason)
+    return one_line(attempt.error_reason, MAX_REASON)
 
 
 def _slipping(disk: DiskProtection, history: NightHistory, now: datetime, rpo: timedelta, at: Clock) -> str:
@@ -368,11 +369,6 @@ def _hours(delta: timedelta) -> str:
 
 def _short(volume_id: str) -> str:
     return volume_id if len(volume_id) <= 13 else volume_id[:8] + "…"
-
-
-def _cut(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
 
 
 def _md(text: str) -> str:

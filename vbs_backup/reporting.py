@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from .config import BackupPlan
 from .ledger import protection_status, recent_runs
+from .protection_view import run_kind
 from .targets import ServerTarget
 
 
@@ -22,27 +23,22 @@ def age(delta: timedelta | None) -> str:
 
 
 def runs_table(engine: Engine, *, limit: int = 10) -> Table:
+    """The newest runs first; a run's kind tells the nightly runs of a plan from its on-demand ones (a
+    one-server backup or a retention run of plan `nightly` is not a nightly run)."""
     table = Table(title="Recent runs")
-    for column in (
-        "run",
-        "plan",
-        "trigger",
-        "started (UTC)",
-        "status",
-        "disks ok/total",
-        "deleted",
-        "message",
-    ):
+    for column in ("run", "plan", "kind", "started (UTC)", "status", "disks ok/total", "deleted", "message"):
         table.add_column(column)
     with Session(engine) as session:
         for run in recent_runs(session=session, limit=limit):
+            kind = run_kind(run.deployment, run.trigger)
+            retention_only = kind == "retention" and not run.disks_total
             table.add_row(
                 str(run.id),
                 run.plan_name,
-                run.trigger,
+                kind,
                 run.started_at.strftime("%Y-%m-%d %H:%M"),
                 run.status.value,
-                f"{run.disks_succeeded}/{run.disks_total}",
+                "-" if retention_only else f"{run.disks_succeeded}/{run.disks_total}",
                 str(run.deletes_done),
                 (run.message or "")[:80],
             )

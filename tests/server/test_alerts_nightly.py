@@ -160,26 +160,21 @@ def test_an_input_error_pages_nobody_while_a_failed_run_does(
         response.raise_for_status()
         return response.json()["events"]
 
-    [invalid_event] = wait_until(
-        "the InvalidInput event",
-        lambda: events(
-            {
-                "event": {"name": ["prefect.flow-run.InvalidInput"]},
-                "resource": {"id": [f"prefect.flow-run.{typo['id']}"]},
-            }
-        ),
-        timeout=30,
-    )
-    [failed_event] = wait_until(
-        "the Failed event",
-        lambda: events(
-            {
-                "event": {"name": ["prefect.flow-run.Failed"]},
-                "resource": {"id": [f"prefect.flow-run.{failed['id']}"]},
-            }
-        ),
-        timeout=30,
-    )
+    def state_event(state: str, flow_run_id: str) -> dict:
+        [event] = wait_until(
+            f"the {state} event",
+            lambda: events(
+                {
+                    "event": {"name": [f"prefect.flow-run.{state}"]},
+                    "resource": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+                }
+            ),
+            timeout=30,
+        )
+        return event
+
+    invalid_event = state_event("InvalidInput", typo["id"])
+    failed_event = state_event("Failed", failed["id"])
 
     def triggering_events() -> set[str]:
         acted = events(

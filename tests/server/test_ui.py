@@ -101,7 +101,9 @@ def test_a_night_with_a_failing_disk_reads_at_a_glance(page, prefect_server, fai
         final_badge(page, "Failed")
         heading = page.locator(".page-heading").first
         assert "nightly 20" in heading.inner_text()  # named for what it did, not `psi204-galilei-…`
-        page.wait_for_timeout(1500)  # let the run graph draw its last bars
+        # The graph is a canvas that draws its last bars after the state badge changes; nothing on the
+        # page says when it is done, so the README's screenshot waits a moment (no assertion depends on it).
+        page.wait_for_timeout(1500)
         screenshot(page, "ui-run-page.png", readme=True)
 
         # The failed disk is its own task run, red, named for the disk; the rest of the night went on.
