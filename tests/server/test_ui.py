@@ -23,7 +23,7 @@ from vbs_backup.config import Settings
 from vbs_backup.connection import connect
 from vbs_backup.ledger import DiskBackup, Run, make_engine
 
-from .browser import form_field, open_block_selector, open_custom_run, open_run_menu, view_new_run
+from .browser import form_field, open_block_selector, open_custom_run, quick_run, view_new_run
 from .conftest import ARTIFACTS, DB_01_DATA, REPO, register_block
 
 pytestmark = pytest.mark.server
@@ -96,8 +96,7 @@ def task_run_item(page: Any, name: str) -> Any:
 def test_a_night_with_a_failing_disk_reads_at_a_glance(page, prefect_server, failing_night):
     try:
         # Quick run: the nightly starts at once with its deployment's plan (no form to fill).
-        open_run_menu(page, prefect_server.ui_url, "nightly-backup", "Quick run")
-        flow_run_id = view_new_run(page, submit=None)
+        flow_run_id = quick_run(page, prefect_server.ui_url, "nightly-backup")
         final_badge(page, "Failed")
         heading = page.locator(".page-heading").first
         assert "nightly 20" in heading.inner_text()  # named for what it did, not `psi204-galilei-…`
@@ -222,8 +221,7 @@ def test_a_server_that_does_not_exist_ends_invalid_input_and_pages_nobody(page, 
 
 def test_the_watchdog_s_protection_view_shows_the_failing_disk_first(page, prefect_server, failing_night):
     try:
-        open_run_menu(page, prefect_server.ui_url, "backup-watchdog", "Quick run")
-        watchdog_run = view_new_run(page, submit=None)
+        watchdog_run = quick_run(page, prefect_server.ui_url, "backup-watchdog")
         prefect_server.wait_final(watchdog_run)
         page.goto(f"{prefect_server.ui_url}/artifacts")
         page.get_by_text("protection", exact=True).first.click()
