@@ -38,8 +38,8 @@ from typing import Any
 import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vbs_backup.config import BackupPlan
 from vbs_backup.emulator import CloudState, EmulatorServer, ScaledClock, create_app
+from vbs_backup.plan import BackupPlan
 
 PROJECT_ID = "b0b5e1c7f00d4a5e9c3b2a1d0e9f8c7b"
 AK = "BENCHAK0000000000001"
@@ -364,7 +364,7 @@ async def _run_once(args: argparse.Namespace, workdir: Path, dedicated: Any, led
     from prefect.client.orchestration import get_client
     from prefect.server.api.server import SubprocessASGIServer
 
-    from flows.nightly import nightly_backup
+    from vbs_backup.flows.nightly import nightly_backup
 
     result = Result(fleet=make_fleet(args.servers, args.disks, args.seed), plan=make_plan(args))
     timings = result.timings

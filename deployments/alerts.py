@@ -95,9 +95,8 @@ from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import Automation, AutomationCore, EventTrigger, Posture
 from pydantic import SecretStr
 
-from flows.failures import INVALID_INPUT  # the state name of a run refused for its input
-
-from .catalog import CATALOG, TAG
+from vbs_backup.deployments.catalog import CATALOG, TAG
+from vbs_backup.flows.failures import INVALID_INPUT  # the state name of a run refused for its input
 
 __all__ = [
     "AUTOMATION_NAME",

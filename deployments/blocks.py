@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from tasks.credentials import (
+from vbs_backup.settings import ConfigError, Settings
+from vbs_backup.tasks.credentials import (
     AKSK_FIELDS,
     PLAIN_FIELDS,
     SECRET_FIELDS,
@@ -19,7 +20,6 @@ from tasks.credentials import (
     VbsCredentials,
     settings_from_block,
 )
-from vbs_backup.config import ConfigError, Settings
 
 __all__ = [
     "SERVICE_ENDPOINT_FIELDS",

@@ -15,8 +15,8 @@ import importlib
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from flows.default_plan import DEFAULT_PLAN, TIMEZONE
-from vbs_backup.config import BackupPlan
+from vbs_backup.flows.default_plan import DEFAULT_PLAN, TIMEZONE
+from vbs_backup.plan import BackupPlan
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -44,10 +44,10 @@ class DeploymentSpec:
 
     @property
     def module_path(self) -> str:
-        """`flows.nightly.nightly_backup`: the entrypoint as an importable name (what `serve` registers,
-        so that a served run finds its flow wherever the process was started)."""
+        """`vbs_backup.flows.nightly.nightly_backup`: the entrypoint as an importable name (what `serve`
+        registers, so that a served run finds its flow wherever the process was started)."""
         path, function = self.entrypoint.split(":")
-        return f"{path.removesuffix('.py').replace('/', '.')}.{function}"
+        return f"vbs_backup.{path.removesuffix('.py').replace('/', '.')}.{function}"
 
     def load_flow(self) -> Flow:
         module, _, function = self.module_path.rpartition(".")
@@ -73,7 +73,7 @@ class DeploymentSpec:
         if credentials:
             # A block parameter is a reference to the saved block, which Prefect loads when a run starts
             # (and the run form shows as the selected block); a name without a block: ConfigError.
-            from .blocks import block_reference
+            from vbs_backup.deployments.blocks import block_reference
 
             parameters["credentials"] = block_reference(credentials)
         spec = replace(self, timezone=timezone)

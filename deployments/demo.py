@@ -20,15 +20,15 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session, select
 
-from tasks.runtime import TimeSource, use_time_source
-from vbs_backup.config import BackupPlan
 from vbs_backup.emulator import SAMPLE_FLEET
 from vbs_backup.emulator.app import create_app
 from vbs_backup.emulator.clock import ScaledClock
 from vbs_backup.emulator.server import EmulatorServer
 from vbs_backup.emulator.state import CloudState, JobFault
 from vbs_backup.ledger import DiskBackup, RetentionDecision, make_engine
+from vbs_backup.plan import BackupPlan
 from vbs_backup.reporting import protection_table, runs_table
+from vbs_backup.tasks.runtime import TimeSource, use_time_source
 
 FAILING_DISK = "web-02-data"  # the sample fleet's disk whose backups the demo makes fail
 DAY = 86400.0
@@ -95,7 +95,7 @@ def _volume_named(project: dict, name: str) -> str:
 
 
 def _run_with_progress(console: Console, state: CloudState, project_id: str, night: int):
-    from flows.nightly import nightly_backup
+    from vbs_backup.flows.nightly import nightly_backup
 
     done = threading.Event()
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from vbs_backup.config import BackupPlan
-
-from .catalog import CATALOG, DeploymentSpec, plan_parameters
+from vbs_backup.deployments.catalog import CATALOG, DeploymentSpec, plan_parameters
+from vbs_backup.plan import BackupPlan
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment

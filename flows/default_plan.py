@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vbs_backup.config import BackupPlan
+from vbs_backup.plan import BackupPlan
 
 __all__ = ["DEFAULT", "DEFAULT_PLAN", "TIMEZONE"]
 

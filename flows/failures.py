@@ -21,7 +21,7 @@ from collections.abc import Awaitable
 
 from prefect.states import Failed, State
 
-from tasks.runtime import EXPECTED_FAILURES, INPUT_FAILURES, failure_line, trigger
+from vbs_backup.tasks.runtime import EXPECTED_FAILURES, INPUT_FAILURES, failure_line, trigger
 
 __all__ = ["INVALID_INPUT", "failing_cleanly"]
 

@@ -19,7 +19,7 @@ __all__ = ["ON_FAILURE", "email_on_failure", "failure_hooks"]
 
 def email_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     # The mail wiring lives in deployments/ (same pattern as tasks.runtime.load_settings).
-    from deployments.alerts import email_on_failure as send
+    from vbs_backup.deployments.alerts import email_on_failure as send
 
     send(flow, flow_run, state)
 

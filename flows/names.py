@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from prefect import runtime
 
-from tasks.runtime import time_source
+from vbs_backup.tasks.runtime import time_source
 
 __all__ = [
     "drill_run_name",

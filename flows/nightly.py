@@ -5,14 +5,13 @@ from __future__ import annotations
 from prefect import flow
 from prefect.states import State
 
-from vbs_backup.config import BackupPlan
-
-from .default_plan import DEFAULT
-from .failures import failing_cleanly
-from .hooks import ON_FAILURE
-from .names import nightly_run_name
-from .params import Credentials
-from .pipeline import run_plan
+from vbs_backup.flows.default_plan import DEFAULT
+from vbs_backup.flows.failures import failing_cleanly
+from vbs_backup.flows.hooks import ON_FAILURE
+from vbs_backup.flows.names import nightly_run_name
+from vbs_backup.flows.params import Credentials
+from vbs_backup.flows.pipeline import run_plan
+from vbs_backup.plan import BackupPlan
 
 
 @flow(name="nightly-backup", flow_run_name=nightly_run_name, log_prints=True, **ON_FAILURE)

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
-from tasks.credentials import VbsCredentials
+from vbs_backup.tasks.credentials import VbsCredentials
 
 # A typed block parameter: the run form offers "VbsCredentials" or "None" (the default: the worker's
 # VBS_BACKUP_ environment); "VbsCredentials" opens Prefect's selector of saved VBS Credentials blocks. A

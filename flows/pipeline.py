@@ -18,21 +18,20 @@ from prefect.states import Completed, Failed, State
 from prefect.utilities.annotations import quote
 from sqlmodel import Session
 
-from tasks.backup import ServerWave, back_up_disk, confirm, outcome_of, reconcile
-from tasks.discovery import discover_servers
-from tasks.progress import RunProgress
-from tasks.quota import check_quota
-from tasks.report import publish_summary
-from tasks.retention import apply_server_retention, list_backups
-from tasks.runtime import RunContext, open_run, unwrap
+from vbs_backup.backup.submit import DiskOutcome
+from vbs_backup.backup.targets import ServerTarget
 from vbs_backup.cloud.models.backups import Backup
-from vbs_backup.config import BackupPlan
-from vbs_backup.disk_backups import DiskOutcome
+from vbs_backup.flows.params import Credentials
 from vbs_backup.ledger import RunStatus, finish_run
-from vbs_backup.pruning import PruneResult
-from vbs_backup.targets import ServerTarget
-
-from .params import Credentials
+from vbs_backup.plan import BackupPlan
+from vbs_backup.retention.prune import PruneResult
+from vbs_backup.tasks.backup import ServerWave, back_up_disk, confirm, outcome_of, reconcile
+from vbs_backup.tasks.discovery import discover_servers
+from vbs_backup.tasks.progress import RunProgress
+from vbs_backup.tasks.quota import check_quota
+from vbs_backup.tasks.report import publish_summary
+from vbs_backup.tasks.retention import apply_server_retention, list_backups
+from vbs_backup.tasks.runtime import RunContext, open_run, unwrap
 
 
 async def back_up(

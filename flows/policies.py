@@ -11,13 +11,12 @@ from prefect import flow, get_run_logger
 from prefect.states import Completed, Failed, State
 from pydantic import Field
 
-from tasks.policies import audit_policy_tasks, list_policies, name_disks, publish_audit
-from tasks.runtime import open_cloud, unwrap
-
-from .failures import failing_cleanly
-from .hooks import ON_FAILURE
-from .names import policy_audit_run_name
-from .params import Credentials
+from vbs_backup.flows.failures import failing_cleanly
+from vbs_backup.flows.hooks import ON_FAILURE
+from vbs_backup.flows.names import policy_audit_run_name
+from vbs_backup.flows.params import Credentials
+from vbs_backup.tasks.policies import audit_policy_tasks, list_policies, name_disks, publish_audit
+from vbs_backup.tasks.runtime import open_cloud, unwrap
 
 SinceHours = Annotated[
     int,

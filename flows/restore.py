@@ -15,7 +15,14 @@ from prefect import flow
 from prefect.states import Completed, Failed, State
 from pydantic import Field
 
-from tasks.restore import (
+from vbs_backup.flows.default_plan import DEFAULT
+from vbs_backup.flows.failures import failing_cleanly
+from vbs_backup.flows.hooks import ON_FAILURE
+from vbs_backup.flows.names import drill_run_name, restore_run_name
+from vbs_backup.flows.params import Credentials
+from vbs_backup.plan import BackupPlan
+from vbs_backup.restore.restore import RestoreRequest
+from vbs_backup.tasks.restore import (
     check_restore,
     choose_drill_disks,
     clean_up_scratch_disks,
@@ -26,15 +33,7 @@ from tasks.restore import (
     publish_restore,
     record_restore,
 )
-from tasks.runtime import open_cloud, unwrap
-from vbs_backup.config import BackupPlan
-from vbs_backup.restores import RestoreRequest
-
-from .default_plan import DEFAULT
-from .failures import failing_cleanly
-from .hooks import ON_FAILURE
-from .names import drill_run_name, restore_run_name
-from .params import Credentials
+from vbs_backup.tasks.runtime import open_cloud, unwrap
 
 WaitMinutes = Annotated[
     int,

@@ -15,14 +15,13 @@ from prefect.states import State
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
-from vbs_backup.config import BackupPlan, ServerSelection
-
-from .default_plan import DEFAULT
-from .failures import failing_cleanly
-from .hooks import ON_FAILURE
-from .names import retention_run_name, server_run_name
-from .params import Credentials
-from .pipeline import run_plan
+from vbs_backup.flows.default_plan import DEFAULT
+from vbs_backup.flows.failures import failing_cleanly
+from vbs_backup.flows.hooks import ON_FAILURE
+from vbs_backup.flows.names import retention_run_name, server_run_name
+from vbs_backup.flows.params import Credentials
+from vbs_backup.flows.pipeline import run_plan
+from vbs_backup.plan import BackupPlan, ServerSelection
 
 # What the form accepts as a server: a name as ECS allows it or a UUID, on one line. Whitespace, glob
 # characters and slashes are refused in the form itself (and by the server, which enforces the schema).

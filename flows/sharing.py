@@ -9,15 +9,14 @@ from prefect import flow, get_run_logger
 from prefect.states import Completed, Failed, State
 from pydantic import Field
 
-from tasks.runtime import open_cloud, unwrap
-from tasks.sharing import discover_disks, plan_shares, publish_share_summary, share_disks
-from vbs_backup.config import BackupPlan
+from vbs_backup.flows.failures import failing_cleanly
+from vbs_backup.flows.hooks import ON_FAILURE
+from vbs_backup.flows.names import share_run_name
+from vbs_backup.flows.params import Credentials
+from vbs_backup.plan import BackupPlan
 from vbs_backup.sharing import ShareInputError, check_target_projects
-
-from .failures import failing_cleanly
-from .hooks import ON_FAILURE
-from .names import share_run_name
-from .params import Credentials
+from vbs_backup.tasks.runtime import open_cloud, unwrap
+from vbs_backup.tasks.sharing import discover_disks, plan_shares, publish_share_summary, share_disks
 
 ProjectIds = Annotated[
     list[str],

@@ -4,11 +4,11 @@ never been backed up, or when a backup quota of the project is used up. Failing 
 automations fire on it. A quota at or above 80 % is a warning: logged at WARNING, in the artifact and the
 run's message, but the run stays Completed (nothing is unprotected yet).
 
-The checks are `vbs_backup.watchdog`'s; here they are fed with the cloud's view of the plan (which disks it
-protects today, and which backups of the plan those disks have) and the ledger's (its runs, and what it
-recorded). The cloud decides how old a disk's newest good backup is; dead runs are marked on the way.
+The checks are `vbs_backup.watchdog.check`'s; here they are fed with the cloud's view of the plan (which
+disks it protects today, and which backups of the plan those disks have) and the ledger's (its runs, and
+what it recorded). The cloud decides how old a disk's newest good backup is; dead runs are marked on the way.
 
-Each run publishes the protection view (`vbs_backup.protection_view`) as the markdown artifact `protection`,
+Each run publishes the protection view (`vbs_backup.watchdog.view`) as the markdown artifact `protection`,
 from the flow itself, so that it hangs off the run and its newest version is the plan's current protection in
 the UI's Artifacts page: the findings first, per disk its newest good backup, its age against the RPO and its
 last attempt, and the last 14 nights at a glance. (It replaces the findings-only `backup-watchdog` artifact
@@ -27,12 +27,20 @@ from prefect.states import Completed, Failed, State
 from pydantic import Field
 from sqlmodel import Session
 
-from tasks.runtime import CloudContext, Refusal, open_cloud
+from vbs_backup.backup.targets import DiskTarget, SelectionError, discover_targets
 from vbs_backup.cloud.errors import CloudError
 from vbs_backup.cloud.models.backups import Quotas
-from vbs_backup.config import BackupPlan
+from vbs_backup.flows.default_plan import DEFAULT
+from vbs_backup.flows.failures import failing_cleanly
+from vbs_backup.flows.hooks import ON_FAILURE
+from vbs_backup.flows.names import watchdog_run_name
+from vbs_backup.flows.params import Credentials
 from vbs_backup.ledger.history import slot_attempts
-from vbs_backup.protection_view import (
+from vbs_backup.plan import BackupPlan
+from vbs_backup.retention.prune import backups_by_volume
+from vbs_backup.tasks.runtime import CloudContext, Refusal, open_cloud
+from vbs_backup.watchdog.check import WatchdogReport, check_protection, ledger_snapshot, newest_in_cloud
+from vbs_backup.watchdog.view import (
     ARTIFACT_KEY,
     NIGHTLY_DEPLOYMENTS,
     NIGHTS,
@@ -42,15 +50,6 @@ from vbs_backup.protection_view import (
     render_protection,
     window_start,
 )
-from vbs_backup.pruning import backups_by_volume
-from vbs_backup.targets import DiskTarget, SelectionError, discover_targets
-from vbs_backup.watchdog import WatchdogReport, check_protection, ledger_snapshot, newest_in_cloud
-
-from .default_plan import DEFAULT
-from .failures import failing_cleanly
-from .hooks import ON_FAILURE
-from .names import watchdog_run_name
-from .params import Credentials
 
 # NIGHTLY_DEPLOYMENTS: the deployments whose runs count as "the nightly run happened" (plus runs outside any
 # deployment, such as `vbs-backup run`), and paint the nights of the protection view. On-demand retention or

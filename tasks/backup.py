@@ -21,11 +21,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
-from vbs_backup.cloud.errors import CloudError
-from vbs_backup.cloud.models.backups import Backup
-from vbs_backup.cloud.ratelimit import prepaid_token
-from vbs_backup.cloud.retry import retry_throttled_until
-from vbs_backup.disk_backups import (
+from vbs_backup.backup.reconcile import Settled, reconcile_attempts
+from vbs_backup.backup.submit import (
     LIVE,
     DiskOutcome,
     Submission,
@@ -34,12 +31,14 @@ from vbs_backup.disk_backups import (
     submit_disk_backup,
     submitted_outcome,
 )
+from vbs_backup.backup.targets import DiskTarget
+from vbs_backup.cloud.errors import CloudError
+from vbs_backup.cloud.models.backups import Backup
+from vbs_backup.cloud.ratelimit import prepaid_token
+from vbs_backup.cloud.retry import retry_throttled_until
 from vbs_backup.ledger import DiskBackupStatus
-from vbs_backup.reconcile import Settled, reconcile_attempts
-from vbs_backup.targets import DiskTarget
-
-from .report import why
-from .runtime import RETURNS_FAILED_STATE, RunContext
+from vbs_backup.tasks.report import why
+from vbs_backup.tasks.runtime import RETURNS_FAILED_STATE, RunContext
 
 
 def wants_full_backup(ctx: RunContext) -> bool:
@@ -236,7 +235,8 @@ async def _back_up_disk(
 
 class _Mark:
     """Awaited just before a create is sent: waits for the server's wave, then takes the waiter's
-    `high_water`, the cloud-clock floor under which this create's backup cannot be (vbs_backup.waiting)."""
+    `high_water`, the cloud-clock floor under which this create's backup cannot be
+    (vbs_backup.backup.waiter)."""
 
     def __init__(self, ctx: RunContext, wave: _WaveMember | None) -> None:
         self._ctx = ctx

@@ -23,7 +23,8 @@ from prefect.blocks.core import Block
 from prefect.blocks.core import schema_extra as prefect_schema_extra
 from pydantic import ConfigDict, Field, SecretStr, ValidationError, WithJsonSchema, field_validator
 
-from vbs_backup.config import CloudName, ConfigError, Settings, check_endpoint
+from vbs_backup.cloud.endpoints import CloudName
+from vbs_backup.settings import ConfigError, Settings, check_endpoint
 
 __all__ = [
     "AKSK_FIELDS",
@@ -90,7 +91,7 @@ class VbsCredentials(Block):
     # block's name; the module path is the one the package installs.
     _code_example = """\
         ```python
-        from tasks.credentials import VbsCredentials
+        from vbs_backup.tasks.credentials import VbsCredentials
 
         credentials = VbsCredentials.load("BLOCK_NAME")
         settings = credentials.settings()  # the connection vbs-backup's clients use

@@ -11,11 +11,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from vbs_backup.backup.targets import DiskTarget, SelectionError, ServerTarget, discover_targets
 from vbs_backup.cloud import CloudClient
-from vbs_backup.config import BackupPlan
-from vbs_backup.targets import DiskTarget, SelectionError, ServerTarget, discover_targets
-
-from .runtime import Refusal, RunContext, refusing
+from vbs_backup.plan import BackupPlan
+from vbs_backup.tasks.runtime import Refusal, RunContext, refusing
 
 __all__ = ["discover_servers", "plan_disks"]
 

@@ -11,9 +11,8 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from vbs_backup.cloud.models.policies import Policy
-from vbs_backup.policy_audit import PolicyAudit, audit_policy, audit_summary, disk_names, finding_text
-
-from .runtime import CloudContext, Refusal, refusing
+from vbs_backup.policies.audit import PolicyAudit, audit_policy, audit_summary, disk_names, finding_text
+from vbs_backup.tasks.runtime import CloudContext, Refusal, refusing
 
 
 @task(name="list-policies", task_run_name="list policies", cache_policy=NO_CACHE)

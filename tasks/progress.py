@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 from prefect import get_run_logger
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 
-from vbs_backup.disk_backups import DiskOutcome
-from vbs_backup.targets import DiskTarget
+from vbs_backup.backup.submit import DiskOutcome
+from vbs_backup.backup.targets import DiskTarget
 
 __all__ = ["REPORT_EVERY", "RunProgress"]
 

@@ -1,4 +1,4 @@
-"""Task: the night's quota preflight, before the first create (`vbs_backup.quotas`).
+"""Task: the night's quota preflight, before the first create (`vbs_backup.backup.quotas`).
 
 A night that does not fit in the project's backup quotas is refused whole, with one line naming the
 shortfall (returned as a `Refusal`, no traceback; the flow `unwrap`s it, the run ends Failed and its ledger
@@ -16,12 +16,11 @@ from collections.abc import Sequence
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from vbs_backup.backup.quotas import QuotaCheck, check_night, night_need
+from vbs_backup.backup.targets import DiskTarget
 from vbs_backup.cloud.errors import CloudError
 from vbs_backup.cloud.models.backups import Backup
-from vbs_backup.quotas import QuotaCheck, check_night, night_need
-from vbs_backup.targets import DiskTarget
-
-from .runtime import Refusal, RunContext, failure_line
+from vbs_backup.tasks.runtime import Refusal, RunContext, failure_line
 
 __all__ = ["check_quota"]
 

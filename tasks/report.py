@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-from vbs_backup.disk_backups import DiskOutcome
-from vbs_backup.pruning import PruneResult
+from vbs_backup.backup.submit import DiskOutcome
+from vbs_backup.retention.prune import PruneResult
 from vbs_backup.text import one_line
 
 OK_MARK, FAILED_MARK = "✅", "❌"

@@ -1,8 +1,9 @@
 """Tasks of the restore and restore-drill flows: check a restore, record the request, restore and wait;
 find the protected disks, choose a drill sample, clean up leftovers, drill one disk, publish the results.
 
-Each task is one meaningful step over the Prefect-free core (`vbs_backup.restores`, `vbs_backup.drills`);
-waiting goes through the run's time source, so tests drive the emulator's clock instead of sleeping.
+Each task is one meaningful step over the Prefect-free core (`vbs_backup.restore.restore`,
+`vbs_backup.restore.drill`); waiting goes through the run's time source, so tests drive the emulator's
+clock instead of sleeping.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlmodel import Session
 
-from vbs_backup.config import BackupPlan
-from vbs_backup.drills import DrillResult, choose_sample, clean_leftovers, drill_disk
+from vbs_backup.backup.targets import DiskTarget
 from vbs_backup.ledger.restores import last_passed_drills
-from vbs_backup.restores import (
+from vbs_backup.plan import BackupPlan
+from vbs_backup.restore.drill import DrillResult, choose_sample, clean_leftovers, drill_disk
+from vbs_backup.restore.restore import (
     RestoreOutcome,
     RestorePlan,
     RestoreRequest,
@@ -26,10 +28,8 @@ from vbs_backup.restores import (
     record_request,
     run_restore,
 )
-from vbs_backup.targets import DiskTarget
-
-from .discovery import plan_disks
-from .runtime import CloudContext, Refusal, refusing
+from vbs_backup.tasks.discovery import plan_disks
+from vbs_backup.tasks.runtime import CloudContext, Refusal, refusing
 
 
 def _flow_run_id() -> str | None:

@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from vbs_backup.backup.targets import DiskTarget, ServerTarget
 from vbs_backup.cloud.models.backups import Backup
-from vbs_backup.pruning import PruneResult, backups_by_volume, prune_disk
-from vbs_backup.targets import DiskTarget, ServerTarget
-
-from .runtime import RunContext
+from vbs_backup.retention.prune import PruneResult, backups_by_volume, prune_disk
+from vbs_backup.tasks.runtime import RunContext
 
 
 @task(name="list-backups", task_run_name="list backups", cache_policy=NO_CACHE)

@@ -24,16 +24,16 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from vbs_backup.backup.targets import SelectionError
+from vbs_backup.backup.waiter import JobWaiter
 from vbs_backup.cloud import CloudClient
 from vbs_backup.cloud.errors import ApiError, ConfigurationError, TransportError
-from vbs_backup.config import BackupPlan, ConfigError, PlanError, Settings
 from vbs_backup.connection import connect
 from vbs_backup.ledger import RunStatus, beat, finish_run, init_db, make_engine, start_run
-from vbs_backup.targets import SelectionError
-from vbs_backup.waiting import JobWaiter
-
-from .credentials import VbsCredentials, settings_from_block
-from .progress import RunProgress
+from vbs_backup.plan import BackupPlan, PlanError
+from vbs_backup.settings import ConfigError, Settings
+from vbs_backup.tasks.credentials import VbsCredentials, settings_from_block
+from vbs_backup.tasks.progress import RunProgress
 
 log = logging.getLogger(__name__)
 

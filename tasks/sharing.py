@@ -10,7 +10,8 @@ from prefect import get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from vbs_backup.config import BackupPlan
+from vbs_backup.backup.targets import DiskTarget
+from vbs_backup.plan import BackupPlan
 from vbs_backup.sharing import (
     DiskShareOutcome,
     DiskSharePlan,
@@ -18,10 +19,8 @@ from vbs_backup.sharing import (
     plan_disk_shares,
     summary_line,
 )
-from vbs_backup.targets import DiskTarget
-
-from .discovery import plan_disks
-from .runtime import CloudContext, Refusal, refusing
+from vbs_backup.tasks.discovery import plan_disks
+from vbs_backup.tasks.runtime import CloudContext, Refusal, refusing
 
 # Disks whose shares are being changed at the same time (each is a few API calls).
 DISKS_IN_FLIGHT = 20

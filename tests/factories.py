@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vbs_backup.targets import DiskTarget
+from vbs_backup.backup.targets import DiskTarget
 
 
 def disk(server: str, device: str, volume: str) -> DiskTarget:

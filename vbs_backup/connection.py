@@ -4,8 +4,8 @@ the project id are missing."""
 from __future__ import annotations
 
 from .cloud import CloudClient, Endpoints
-from .config import ConfigError, Settings
 from .redaction import install, register_secret
+from .settings import ConfigError, Settings
 
 
 def connect(settings: Settings) -> CloudClient:

@@ -9,10 +9,10 @@ from rich.table import Table
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from .config import BackupPlan
+from .backup.targets import ServerTarget
 from .ledger import protection_status, recent_runs
-from .protection_view import run_kind
-from .targets import ServerTarget
+from .plan import BackupPlan
+from .watchdog.view import run_kind
 
 
 def age(delta: timedelta | None) -> str:

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from .backup.targets import DiskTarget
 from .cloud import CloudClient
 from .cloud.errors import ApiError, CloudError, NotFoundError, TransportError
 from .cloud.models.backups import Backup, BackupStatus
 from .cloud.models.shares import Share
-from .config import BackupPlan
 from .ledger import recorded_backup_ids
 from .ledger.sharing import (
     ShareRecord,
@@ -44,8 +44,8 @@ from .ledger.sharing import (
     record_share_intent,
     share_records,
 )
-from .pruning import backups_by_volume, to_records
-from .targets import DiskTarget
+from .plan import BackupPlan
+from .retention.prune import backups_by_volume, to_records
 
 __all__ = [
     "CancelGroup",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vbs_backup.config import ConfigError, Settings
 from vbs_backup.connection import connect
+from vbs_backup.settings import ConfigError, Settings
 
 PID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 

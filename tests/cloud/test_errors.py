@@ -299,7 +299,7 @@ def test_documented_host_patterns(cloud, region, domain):
 
 
 def test_config_cloud_name_values_are_accepted():
-    config = pytest.importorskip("vbs_backup.config")
+    config = pytest.importorskip("vbs_backup.settings")
     assert Endpoints.for_cloud(config.CloudName.flexibleengine, "eu-west-0").vbs == (
         "https://vbs.eu-west-0.prod-cloud-ocb.orange-business.com"
     )

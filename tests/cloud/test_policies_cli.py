@@ -11,8 +11,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import vbs_backup.cli_policies  # noqa: F401  registers `policies` on the app
-from vbs_backup.cli import app
+import vbs_backup.deployments.cli.policies  # noqa: F401  registers `policies` on the app
+from vbs_backup.deployments.cli.app import app
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policies.yaml"
 WEB = "6a1c3a02-7e4b-4a43-9e0b-2f1d7c2b9a10"

@@ -21,14 +21,14 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
+from vbs_backup.backup.waiter import JobWaiter
 from vbs_backup.cloud import CloudClient, InvalidResponseError, JobFailedError, RetryPolicy
 from vbs_backup.cloud.models import BackupStatus, JobStatus
 from vbs_backup.cloud.models.backups import UNKNOWN_CREATED_AT, UNREADABLE_STATUS
-from vbs_backup.config import BackupPlan
 from vbs_backup.ledger import DiskBackupStatus, init_db, make_engine, record_intent, record_outcome, start_run
 from vbs_backup.ledger.tables import RetentionDecision
-from vbs_backup.pruning import backups_by_volume, prune_disk
-from vbs_backup.waiting import JobWaiter
+from vbs_backup.plan import BackupPlan
+from vbs_backup.retention.prune import backups_by_volume, prune_disk
 
 from .conftest import wait
 

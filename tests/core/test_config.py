@@ -12,18 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from vbs_backup.config import (
-    BackupPlan,
-    CloudName,
-    ConfigError,
-    PlanError,
-    ServerSelection,
-    Settings,
-    load_plan,
-    redact_url,
-    validate_plan,
-)
-from vbs_backup.retention import RetentionRules
+from vbs_backup.cloud.endpoints import CloudName
+from vbs_backup.plan import BackupPlan, PlanError, ServerSelection, load_plan, validate_plan
+from vbs_backup.retention.planner import RetentionRules
+from vbs_backup.settings import ConfigError, Settings, redact_url
 
 SERVER_ID = "3f1c2b7e-8d4a-4c55-9a0e-2b6f1d9c7a10"
 PROJECT_ID = "17fbda95add24720a4038ba4b1c705ed"

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vbs_backup.config import BackupPlan, PlanError, validate_plan
 from vbs_backup.identity import identity_marker, parse_marker, slot_start
+from vbs_backup.plan import BackupPlan, PlanError, validate_plan
 
 PARIS = "Europe/Paris"
 

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 import vbs_backup.ledger.engine as ledger_engine_module
 from tests.pg import fresh_schema_url
-from vbs_backup.cli import app
+from vbs_backup.deployments.cli.app import app
 from vbs_backup.ledger import (
     DiskBackup,
     LedgerVersionError,

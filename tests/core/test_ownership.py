@@ -6,9 +6,9 @@ import json
 from datetime import UTC, datetime
 
 from vbs_backup.cloud.models.backups import Backup
-from vbs_backup.config import BackupPlan
 from vbs_backup.identity import identity_marker
-from vbs_backup.pruning import is_owned
+from vbs_backup.plan import BackupPlan
+from vbs_backup.retention.prune import is_owned
 
 SLOT = datetime(2026, 11, 29, 23, 0, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ import pytest
 from vbs_backup.cloud.models.ecs import Server
 from vbs_backup.cloud.models.evs import Volume
 from vbs_backup.cloud.models.policies import Policy
-from vbs_backup.policies_as_code import (
+from vbs_backup.policies import (
     ChangeKind,
     CloudPolicy,
     Inventory,

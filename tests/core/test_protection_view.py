@@ -10,11 +10,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.factories import disk
-from vbs_backup import protection_view
+from vbs_backup.backup.targets import DiskTarget
 from vbs_backup.identity import slot_start
 from vbs_backup.ledger import DiskBackupStatus, Run, RunStatus, VolumeProtection
 from vbs_backup.ledger.history import SlotAttempt
-from vbs_backup.protection_view import (
+from vbs_backup.watchdog import view as protection_view
+from vbs_backup.watchdog.check import LedgerSnapshot, check_protection
+from vbs_backup.watchdog.view import (
     Night,
     night_columns,
     night_history,
@@ -22,8 +24,6 @@ from vbs_backup.protection_view import (
     run_kind,
     window_start,
 )
-from vbs_backup.targets import DiskTarget
-from vbs_backup.watchdog import LedgerSnapshot, check_protection
 
 PARIS = "Europe/Paris"
 ZONE = ZoneInfo(PARIS)

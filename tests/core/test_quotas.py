@@ -1,4 +1,5 @@
-"""The quota preflight's arithmetic and its message (vbs_backup.quotas), and the watchdog's quota checks."""
+"""The quota preflight's arithmetic and its message (vbs_backup.backup.quotas), and the watchdog's quota
+checks."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from vbs_backup.backup.quotas import NightNeed, QuotaUse, check_night, night_need
+from vbs_backup.backup.targets import DiskTarget
 from vbs_backup.cloud.models.backups import Backup, Quotas
-from vbs_backup.quotas import NightNeed, QuotaUse, check_night, night_need
-from vbs_backup.targets import DiskTarget
-from vbs_backup.watchdog import FindingKind, check_quotas
+from vbs_backup.watchdog.check import FindingKind, check_quotas
 
 SLOT = datetime(2026, 3, 10, tzinfo=UTC)
 MARKER = "vbsb:nightly:20260310"  # any text: only equality with a backup's description matters

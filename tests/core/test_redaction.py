@@ -93,8 +93,8 @@ def test_the_filter_cleans_what_passes_a_handler():
 
 
 async def test_the_client_installs_redaction_for_httpx_and_httpcore_at_debug(emulator, monkeypatch):
-    from vbs_backup.config import Settings
     from vbs_backup.connection import connect
+    from vbs_backup.settings import Settings
 
     for key in ("VBS_BACKUP_AK", "VBS_BACKUP_SK"):
         monkeypatch.delenv(key, raising=False)

@@ -19,9 +19,8 @@ from sqlmodel import Session, select
 
 from tests.conftest import OTHER_PROJECT
 from tests.pg import ledger_engine
+from vbs_backup.backup.targets import DiskTarget
 from vbs_backup.cloud import CloudClient, JobFailedError, RetryPolicy
-from vbs_backup.config import BackupPlan
-from vbs_backup.drills import choose_sample, clean_leftovers, drill_disk, scratch_name
 from vbs_backup.ledger import DiskBackupStatus, init_db, make_engine, record_intent, record_outcome, start_run
 from vbs_backup.ledger.restores import (
     DrillStatus,
@@ -36,8 +35,15 @@ from vbs_backup.ledger.restores import (
     start_drill,
     verified_backup_ids,
 )
-from vbs_backup.restores import RestoreRequest, plan_restore, record_request, restore_and_wait, run_restore
-from vbs_backup.targets import DiskTarget
+from vbs_backup.plan import BackupPlan
+from vbs_backup.restore.drill import choose_sample, clean_leftovers, drill_disk, scratch_name
+from vbs_backup.restore.restore import (
+    RestoreRequest,
+    plan_restore,
+    record_request,
+    restore_and_wait,
+    run_restore,
+)
 
 WEB_DATA = "5c1f2a3b-6d7e-4f80-a192-b3c4d5e6f708"  # web-01 /dev/vdb, 100 GiB, attached
 WEB_SERVER = "6a1c3a02-7e4b-4a43-9e0b-2f1d7c2b9a10"

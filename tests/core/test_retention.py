@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from vbs_backup.retention import (
+from vbs_backup.retention.planner import (
     BackupRecord,
     RetentionPlan,
     RetentionRules,

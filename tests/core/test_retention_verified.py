@@ -21,7 +21,6 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from vbs_backup.cloud.models.backups import Backup
-from vbs_backup.config import BackupPlan
 from vbs_backup.ledger import (
     DiskBackupStatus,
     init_db,
@@ -31,8 +30,9 @@ from vbs_backup.ledger import (
     record_verified,
     start_run,
 )
-from vbs_backup.pruning import decide, to_records
-from vbs_backup.retention import BackupRecord, RetentionRules, plan_retention
+from vbs_backup.plan import BackupPlan
+from vbs_backup.retention.planner import BackupRecord, RetentionRules, plan_retention
+from vbs_backup.retention.prune import decide, to_records
 
 VOLUME = "5c1f2a3b-6d7e-4f80-a192-b3c4d5e6f708"
 NIGHT_1 = datetime(2024, 5, 1, 2, tzinfo=UTC)

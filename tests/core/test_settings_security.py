@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from vbs_backup.config import CONNECTION_FIELDS, ConfigError, Settings, check_endpoint
+from vbs_backup.settings import CONNECTION_FIELDS, ConfigError, Settings, check_endpoint
 
 PROJECT_ID = "17fbda95add24720a4038ba4b1c705ed"
 ENDPOINT_FIELDS = ("endpoint", "iam_endpoint", "ecs_endpoint", "evs_endpoint", "vbs_endpoint")

@@ -12,9 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-import deployments.cmd_sharing  # noqa: F401  registers `share` on the app
+import vbs_backup.deployments.cli.sharing  # noqa: F401  registers `share` on the app
 from tests.cloud.conftest import backup_now, connect
-from vbs_backup.cli import app
+from vbs_backup.deployments.cli.app import app
 from vbs_backup.ledger import init_db, make_engine
 from vbs_backup.ledger.policy_audit import TaskSighting, policy_task_records, upsert_policy_tasks
 from vbs_backup.ledger.sharing import (

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from vbs_backup.cli import app
+from vbs_backup.deployments.cli.app import app
 from vbs_backup.ledger import RunStatus, finish_run, init_db, make_engine, start_run
 
 
@@ -48,6 +48,9 @@ def test_report_labels_each_run_with_its_kind(tmp_path: Path):
 
 
 def test_the_protection_view_imports_no_prefect():
-    code = "import sys, vbs_backup.protection_view, vbs_backup.cli; print('prefect' in sys.modules)"
+    code = (
+        "import sys, vbs_backup.watchdog.view, vbs_backup.deployments.cli.app;"
+        " print('prefect' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from vbs_backup.cli import app as cli_app
+from vbs_backup.deployments.cli.app import app as cli_app
 from vbs_backup.emulator import SAMPLE_FLEET
 from vbs_backup.emulator.fleet import FleetError, apply_fleet, load_fleet
 from vbs_backup.emulator.state import CloudState

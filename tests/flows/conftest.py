@@ -26,8 +26,8 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import Engine
 
-from tasks.runtime import TimeSource, use_time_source
 from vbs_backup.ledger import init_db, make_engine
+from vbs_backup.tasks.runtime import TimeSource, use_time_source
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,15 +10,15 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, select
 
-import tasks.discovery
-from flows.nightly import nightly_backup
-from flows.policies import policy_audit
-from flows.restore import restore_disk, restore_drill
-from flows.sharing import share_backups
-from flows.watchdog import backup_watchdog
 from tests.flows.prefect_logs import logged
-from vbs_backup.config import BackupPlan
+from vbs_backup.flows.nightly import nightly_backup
+from vbs_backup.flows.policies import policy_audit
+from vbs_backup.flows.restore import restore_disk, restore_drill
+from vbs_backup.flows.sharing import share_backups
+from vbs_backup.flows.watchdog import backup_watchdog
 from vbs_backup.ledger import Run
+from vbs_backup.plan import BackupPlan
+from vbs_backup.tasks import discovery
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 WRONG_SK = "not-the-secret-0123456789"
@@ -141,7 +141,7 @@ async def test_a_bug_keeps_its_traceback_and_marks_the_run_crashed(
     async def broken(client, plan):
         raise RuntimeError("a bug in discovery")
 
-    monkeypatch.setattr(tasks.discovery, "discover_targets", broken)
+    monkeypatch.setattr(discovery, "discover_targets", broken)
 
     state = await nightly_backup(plan(), return_state=True)
 

@@ -10,11 +10,11 @@ import json
 
 from sqlmodel import Session, select
 
-from flows.nightly import nightly_backup
-from flows.restore import restore_drill
-from vbs_backup.config import BackupPlan
+from vbs_backup.flows.nightly import nightly_backup
+from vbs_backup.flows.restore import restore_drill
 from vbs_backup.ledger import DiskBackup
 from vbs_backup.ledger.restores import DrillStatus, RestoreDrill
+from vbs_backup.plan import BackupPlan
 
 DB_DATA = "799600d6-5263-432d-84cf-6130bcb70380"
 DAY = 86400
@@ -176,7 +176,7 @@ async def test_retention_keeps_the_newest_drilled_backups_per_min_verified(cloud
 def test_the_drill_command_reads_the_plan_file(cloud_env, virtual_time, ledger, tmp_path):
     from typer.testing import CliRunner
 
-    from deployments.cli import app
+    from vbs_backup.deployments.cli import app
 
     missing = CliRunner().invoke(app, ["drill", "--plan", str(tmp_path / "nope.yaml")])
     plan_file = tmp_path / "plan.yaml"

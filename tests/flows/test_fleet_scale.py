@@ -8,9 +8,9 @@ from collections import Counter
 
 from sqlmodel import Session, select
 
-from flows.nightly import nightly_backup
-from vbs_backup.config import BackupPlan
+from vbs_backup.flows.nightly import nightly_backup
 from vbs_backup.ledger import DiskBackup
+from vbs_backup.plan import BackupPlan
 
 FAILING = "799600d6-5263-432d-84cf-6130bcb70380"  # db-01 /dev/vdb
 

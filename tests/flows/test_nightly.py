@@ -6,9 +6,9 @@ import json
 
 from sqlmodel import Session, select
 
-from flows.nightly import nightly_backup
-from vbs_backup.config import BackupPlan
+from vbs_backup.flows.nightly import nightly_backup
 from vbs_backup.ledger import DiskBackup, Run
+from vbs_backup.plan import BackupPlan
 
 WEB = "6a1c3a02-7e4b-4a43-9e0b-2f1d7c2b9a10"
 DB = "990f449e-b54d-4554-b65d-0d8dedb27e13"

@@ -19,11 +19,11 @@ from prefect.client.schemas.filters import (
 )
 from sqlmodel import Session, select
 
-from flows.failures import INVALID_INPUT
-from flows.nightly import nightly_backup
-from flows.server import backup_server
-from vbs_backup.config import BackupPlan
+from vbs_backup.flows.failures import INVALID_INPUT
+from vbs_backup.flows.nightly import nightly_backup
+from vbs_backup.flows.server import backup_server
 from vbs_backup.ledger import Run
+from vbs_backup.plan import BackupPlan
 
 DB_DATA = "799600d6-5263-432d-84cf-6130bcb70380"  # db-01 /dev/vdb
 WEB = "6a1c3a02-7e4b-4a43-9e0b-2f1d7c2b9a10"
@@ -183,10 +183,10 @@ async def test_a_name_two_servers_share_is_refused_naming_their_ids(cloud_env, v
 
 async def test_a_scheduled_nights_bad_plan_still_fails_loudly(cloud_env, virtual_time, monkeypatch):
     """A plan's unknown server at 02:00 is configuration, not a typo: Failed (alerting), not InvalidInput."""
-    import tasks.runtime
+    from vbs_backup.tasks import runtime
 
-    monkeypatch.setattr(tasks.runtime, "trigger", lambda: "scheduled")
-    monkeypatch.setattr("flows.failures.trigger", lambda: "scheduled")
+    monkeypatch.setattr(runtime, "trigger", lambda: "scheduled")
+    monkeypatch.setattr("vbs_backup.flows.failures.trigger", lambda: "scheduled")
     state = await nightly_backup(
         plan(selection={"ids": ["00000000-0000-4000-8000-000000000000"]}), return_state=True
     )

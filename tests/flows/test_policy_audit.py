@@ -10,11 +10,11 @@ import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-import vbs_backup.policy_audit
-from deployments.cli import app
-from flows.policies import policy_audit
+import vbs_backup.policies.audit
 from vbs_backup.cloud import CloudClient, RetryPolicy
 from vbs_backup.cloud.models.policies import CreatePolicyRequest, PolicyStatus, ScheduledPolicy
+from vbs_backup.deployments.cli import app
+from vbs_backup.flows.policies import policy_audit
 from vbs_backup.ledger.policy_audit import PolicyTaskRecord
 
 WEB_DATA = "5c1f2a3b-6d7e-4f80-a192-b3c4d5e6f708"
@@ -112,7 +112,7 @@ async def test_a_failed_policy_task_fails_the_audit_naming_the_disk(cloud_env, c
 
 
 async def test_every_page_of_tasks_is_read(cloud_env, client, virtual_time, ledger, monkeypatch):
-    monkeypatch.setattr(vbs_backup.policy_audit, "TASK_PAGE", 2)
+    monkeypatch.setattr(vbs_backup.policies.audit, "TASK_PAGE", 2)
     policy_id = await make_policy(client, "db-nightly", [DB_DATA, DB_WAL])
     for _ in range(3):  # three runs, six tasks: three pages of two
         await client.vbs.execute_policy(policy_id)

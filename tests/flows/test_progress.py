@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import re
 
-import tasks.progress
-from tasks.progress import RunProgress
 from tests.factories import disk
-from vbs_backup.disk_backups import DiskOutcome
+from vbs_backup.backup.submit import DiskOutcome
 from vbs_backup.ledger import DiskBackupStatus
+from vbs_backup.tasks import progress as progress_module
+from vbs_backup.tasks.progress import RunProgress
 
 
 def test_the_line_says_what_is_done_what_runs_since_when_and_when_it_should_end(monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr(tasks.progress.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock[0])
     progress = RunProgress(total=4, key="nightly-backup-progress", timezone="Europe/Paris")
     disks = [disk("db-01", f"/dev/vd{c}", f"vol-{c}") for c in "abcd"]
     assert progress.line() == "0 of 4 disks done"

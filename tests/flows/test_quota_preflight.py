@@ -12,11 +12,11 @@ import pytest
 import yaml
 from sqlmodel import Session, select
 
-from flows.nightly import nightly_backup
-from flows.watchdog import backup_watchdog
 from tests.flows.prefect_logs import logged
-from vbs_backup.config import BackupPlan
+from vbs_backup.flows.nightly import nightly_backup
+from vbs_backup.flows.watchdog import backup_watchdog
 from vbs_backup.ledger import DiskBackup, Run
+from vbs_backup.plan import BackupPlan
 
 TRACEBACK_MARKS = ("Traceback", "Task run failed with exception", "Encountered exception during execution")
 

@@ -13,17 +13,17 @@ import pytest
 from prefect.settings import PREFECT_API_URL
 from sqlmodel import Session, select
 
-from flows.nightly import nightly_backup
 from tests.pg import fresh_schema_url
-from vbs_backup.config import BackupPlan
+from vbs_backup.flows.nightly import nightly_backup
 from vbs_backup.ledger import DiskBackup, Run, make_engine
+from vbs_backup.plan import BackupPlan
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = {"selection": {"tags": {"backup": "nightly"}}, "poll_interval_seconds": 0.2}
 RUN_FLOW = (
     "import asyncio, json, sys\n"
     "from flows.nightly import nightly_backup\n"
-    "from vbs_backup.config import BackupPlan\n"
+    "from vbs_backup.settings import BackupPlan\n"
     "asyncio.run(nightly_backup(BackupPlan.model_validate(json.loads(sys.argv[1]))))\n"
 )
 

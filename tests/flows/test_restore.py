@@ -11,12 +11,12 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, select
 
-from flows.nightly import nightly_backup
-from flows.restore import restore_disk
 from tests.conftest import OTHER_PROJECT
-from vbs_backup.config import BackupPlan
+from vbs_backup.flows.nightly import nightly_backup
+from vbs_backup.flows.restore import restore_disk
 from vbs_backup.ledger import DiskBackup
 from vbs_backup.ledger.restores import Restore, RestoreStatus
+from vbs_backup.plan import BackupPlan
 
 WEB_SERVER = "6a1c3a02-7e4b-4a43-9e0b-2f1d7c2b9a10"
 WEB_DATA = "5c1f2a3b-6d7e-4f80-a192-b3c4d5e6f708"  # 100 GiB, attached to web-01
@@ -219,7 +219,7 @@ async def test_a_failing_restore_job_ends_failed_and_is_recorded(cloud_env, virt
 def test_the_restore_command_needs_exactly_one_way_to_choose_the_backup(cloud_env):
     from typer.testing import CliRunner
 
-    from deployments.cli import app
+    from vbs_backup.deployments.cli import app
 
     neither = CliRunner().invoke(app, ["restore", "--volume", WEB_DATA])
     both = CliRunner().invoke(app, ["restore", "--volume", WEB_DATA, "--backup", SCRATCH, "--before", "2024"])
@@ -234,7 +234,7 @@ def test_the_restore_command_needs_exactly_one_way_to_choose_the_backup(cloud_en
 def test_the_restore_command_runs_the_flow_and_exits_1_when_it_is_refused(cloud_env, virtual_time, ledger):
     from typer.testing import CliRunner
 
-    from deployments.cli import app
+    from vbs_backup.deployments.cli import app
 
     result = CliRunner().invoke(
         app, ["restore", "--volume", WEB_DATA, "--before", "2030-01-01T00:00:00", "--target-volume", SCRATCH]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from flows.nightly import nightly_backup
-from flows.server import apply_retention
 from vbs_backup.cloud import CloudClient, RetryPolicy
 from vbs_backup.cloud.models.policies import CreatePolicyRequest, ScheduledPolicy
-from vbs_backup.config import BackupPlan
+from vbs_backup.flows.nightly import nightly_backup
+from vbs_backup.flows.server import apply_retention
 from vbs_backup.ledger import RetentionDecision
+from vbs_backup.plan import BackupPlan
 
 WEB_DATA = "5c1f2a3b-6d7e-4f80-a192-b3c4d5e6f708"
 DAY = 86400

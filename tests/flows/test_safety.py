@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from flows.nightly import nightly_backup
-from flows.watchdog import backup_watchdog
-from vbs_backup.config import BackupPlan
+from vbs_backup.flows.nightly import nightly_backup
+from vbs_backup.flows.watchdog import backup_watchdog
 from vbs_backup.identity import parse_marker
 from vbs_backup.ledger import DiskBackup, RetentionDecision, Run, record_intent, start_run
+from vbs_backup.plan import BackupPlan
 
 WEB = "6a1c3a02-7e4b-4a43-9e0b-2f1d7c2b9a10"
 DB = "990f449e-b54d-4554-b65d-0d8dedb27e13"

@@ -80,9 +80,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import Session, select
 
-from flows.nightly import nightly_backup
-from vbs_backup.config import BackupPlan, Settings
 from vbs_backup.connection import connect
+from vbs_backup.flows.nightly import nightly_backup
 from vbs_backup.identity import parse_marker
 from vbs_backup.ledger import (
     RUN_LEASE,
@@ -96,6 +95,8 @@ from vbs_backup.ledger import (
     record_submitted,
     start_run,
 )
+from vbs_backup.plan import BackupPlan
+from vbs_backup.settings import Settings
 
 EXAMPLES = int(os.environ.get("VBS_SAFETY_EXAMPLES", "8"))
 MAX_STEPS = int(os.environ.get("VBS_SAFETY_STEPS", "12"))

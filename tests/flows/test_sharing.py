@@ -11,12 +11,12 @@ import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from deployments.cli import app
-from flows.nightly import nightly_backup
-from flows.sharing import share_backups
 from vbs_backup.cloud import CloudClient, RetryPolicy
-from vbs_backup.config import BackupPlan
+from vbs_backup.deployments.cli import app
+from vbs_backup.flows.nightly import nightly_backup
+from vbs_backup.flows.sharing import share_backups
 from vbs_backup.ledger.sharing import ShareRecord
+from vbs_backup.plan import BackupPlan
 
 THIRD = "aabbccddeeff00112233445566778899"  # any 32-hex id is a valid target
 DB_DATA = "799600d6-5263-432d-84cf-6130bcb70380"  # db-01 /dev/vdb

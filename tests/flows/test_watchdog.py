@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flows.nightly import nightly_backup
-from flows.watchdog import backup_watchdog
 from tests.factories import disk
-from vbs_backup.config import BackupPlan
+from vbs_backup.backup.targets import DiskTarget
+from vbs_backup.flows.nightly import nightly_backup
+from vbs_backup.flows.watchdog import backup_watchdog
 from vbs_backup.ledger import DiskBackupStatus, Run, RunStatus, VolumeProtection
-from vbs_backup.targets import DiskTarget
-from vbs_backup.watchdog import FindingKind, LedgerSnapshot, check_protection, human_age
+from vbs_backup.plan import BackupPlan
+from vbs_backup.watchdog.check import FindingKind, LedgerSnapshot, check_protection, human_age
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 RPO = timedelta(hours=26)

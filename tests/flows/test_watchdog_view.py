@@ -19,9 +19,9 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 
-from flows.nightly import nightly_backup
-from flows.watchdog import backup_watchdog
-from vbs_backup.config import BackupPlan
+from vbs_backup.flows.nightly import nightly_backup
+from vbs_backup.flows.watchdog import backup_watchdog
+from vbs_backup.plan import BackupPlan
 
 PARIS = "Europe/Paris"
 DB_VDB = "799600d6-5263-432d-84cf-6130bcb70380"  # db-01 /dev/vdb
@@ -139,8 +139,8 @@ def test_the_run_name_reads_the_plan_as_json_or_as_a_plan_and_never_fails(monkey
     from datetime import UTC, datetime
     from types import SimpleNamespace
 
-    import flows.names as names
-    from tasks.runtime import TimeSource, use_time_source
+    import vbs_backup.flows.names as names
+    from vbs_backup.tasks.runtime import TimeSource, use_time_source
 
     def named(parameters) -> str:
         monkeypatch.setattr(

@@ -38,7 +38,7 @@ import httpx
 import pytest
 import yaml
 
-from deployments.catalog import CATALOG, DEFAULT_PLAN
+from vbs_backup.deployments.catalog import CATALOG, DEFAULT_PLAN
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"

@@ -20,13 +20,13 @@ from types import SimpleNamespace
 import pytest
 from prefect.settings import PREFECT_UI_URL, temporary_settings
 
-from deployments.alerts import (
+from vbs_backup.deployments.alerts import (
     AUTOMATION_NAME,
     FAILURE_EVENTS,
     NIGHTLY_AUTOMATION_NAME,
     email_on_failure,
 )
-from deployments.catalog import CATALOG
+from vbs_backup.deployments.catalog import CATALOG
 
 from .conftest import DB_01_DATA, SERVED_PLAN, clean_env, state_time, vbs_backup_command, wait_until
 

@@ -15,8 +15,8 @@ import pytest
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 from typer.testing import CliRunner
 
-from deployments import alerts
-from deployments.alerts import (
+from vbs_backup.deployments import alerts
+from vbs_backup.deployments.alerts import (
     INVALID_INPUT,
     NIGHTLY_DEPLOYMENT,
     duration_text,
@@ -24,15 +24,15 @@ from deployments.alerts import (
     nightly_trigger,
     render_failure,
 )
-from deployments.catalog import CATALOG
-from flows.hooks import email_on_failure as flow_hook
-from flows.hooks import failure_hooks
+from vbs_backup.deployments.catalog import CATALOG
+from vbs_backup.flows.hooks import email_on_failure as flow_hook
+from vbs_backup.flows.hooks import failure_hooks
 
 from .conftest import REPO, clean_env
 
 CHECK_HOOKS = """
 import json
-from deployments.catalog import CATALOG
+from vbs_backup.deployments.catalog import CATALOG
 print(json.dumps({
     spec.name: [[h.__name__ for h in flow.on_failure_hooks], [h.__name__ for h in flow.on_crashed_hooks]]
     for spec in CATALOG
@@ -78,7 +78,7 @@ def test_every_catalog_deployment_is_named_after_its_flow():
 
 
 def test_the_input_error_state_name_is_the_one_the_flows_use():
-    from flows.failures import INVALID_INPUT as FLOWS_INVALID_INPUT
+    from vbs_backup.flows.failures import INVALID_INPUT as FLOWS_INVALID_INPUT
 
     assert INVALID_INPUT == FLOWS_INVALID_INPUT
 
@@ -135,7 +135,7 @@ def test_the_nightly_window_is_checked_and_written_as_people_write_it():
     ]
     with pytest.raises(ValueError, match="at least 10 s"):
         nightly_trigger(timedelta(seconds=9))
-    from deployments.cli import app
+    from vbs_backup.deployments.cli import app
 
     result = CliRunner().invoke(
         app, ["alerts", "setup", "--webhook", "http://127.0.0.1:9/x", "--nightly-within-hours", "0.001"]

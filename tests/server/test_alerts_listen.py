@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from deployments.cmd_ops import printable
+from vbs_backup.deployments.cli.ops import printable
 
 from .conftest import free_port, vbs_backup_command
 

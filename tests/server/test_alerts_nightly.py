@@ -21,7 +21,7 @@ from datetime import timedelta
 
 import pytest
 
-from deployments.alerts import AUTOMATION_NAME, NIGHTLY_AUTOMATION_NAME, duration_text
+from vbs_backup.deployments.alerts import AUTOMATION_NAME, NIGHTLY_AUTOMATION_NAME, duration_text
 
 from .conftest import SERVED_PLAN, state_time, wait_until
 from .test_alerts import alerts_setup, automations_named, delete_automations

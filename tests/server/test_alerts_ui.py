@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.alerts import AUTOMATION_NAME, NIGHTLY_AUTOMATION_NAME
+from vbs_backup.deployments.alerts import AUTOMATION_NAME, NIGHTLY_AUTOMATION_NAME
 
 from .conftest import ARTIFACTS
 from .test_alerts import alerts_setup, automations_named, delete_automations

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from deployments.blocks import SERVICE_ENDPOINT_FIELDS, VbsCredentials, block_from_settings
-from vbs_backup.config import CloudName, ConfigError, Settings
+from vbs_backup.cloud.endpoints import CloudName
+from vbs_backup.deployments.blocks import SERVICE_ENDPOINT_FIELDS, VbsCredentials, block_from_settings
+from vbs_backup.settings import ConfigError, Settings
 
 from .conftest import REPO, WEB_01, Child, clean_env, vbs_backup_command, wait_until
 
@@ -99,15 +100,15 @@ TASKS = REPO / "tasks"
 
 
 def test_the_block_lives_in_the_tasks_layer_and_deployments_blocks_still_exports_it():
-    import deployments.blocks
-    import tasks.credentials
+    from vbs_backup.deployments import blocks as deployments_blocks
+    from vbs_backup.tasks import credentials as tasks_credentials
 
     assert {"SERVICE_ENDPOINT_FIELDS", "VbsCredentials", "block_from_settings", "settings_from_block"} <= set(
-        deployments.blocks.__all__
+        deployments_blocks.__all__
     )
     for name in ("VbsCredentials", "settings_from_block", "SERVICE_ENDPOINT_FIELDS"):
-        assert getattr(deployments.blocks, name) is getattr(tasks.credentials, name)
-    assert VbsCredentials.__module__ == "tasks.credentials"
+        assert getattr(deployments_blocks, name) is getattr(tasks_credentials, name)
+    assert VbsCredentials.__module__ == "vbs_backup.tasks.credentials"
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -177,14 +178,16 @@ def test_the_block_type_has_a_description_a_logo_and_an_example_of_this_product(
 
     example = _python_of(block_type.code_example or "")
     # Loads it from the module the package installs (not deployments.blocks), under the block's name.
-    assert "from tasks.credentials import VbsCredentials" in example and "deployments" not in example
+    assert (
+        "from vbs_backup.tasks.credentials import VbsCredentials" in example and "deployments" not in example
+    )
     # The page puts the block's name in place of the first BLOCK_NAME only.
     shown = example.replace("BLOCK_NAME", "vbs-prod", 1)
     assert 'VbsCredentials.load("vbs-prod")' in shown and "BLOCK_NAME" not in shown
     assert "`credentials` parameter" in example and "vbs-backup blocks register NAME --ak" in example
     exec("from tasks.credentials import VbsCredentials", {})  # the import it shows works
     # The flow call it shows names the flow's real parameters.
-    from flows.server import backup_server
+    from vbs_backup.flows.server import backup_server
 
     call = re.search(r"backup_server\((.*)\)", example)
     assert call is not None
@@ -208,7 +211,7 @@ def credentials_block_definition(schema: dict[str, Any]) -> dict[str, Any]:
 def test_every_flow_s_credentials_parameter_is_an_optional_vbs_credentials_block():
     from prefect.utilities.callables import parameter_schema
 
-    from deployments.catalog import CATALOG
+    from vbs_backup.deployments.catalog import CATALOG
 
     for spec in CATALOG:
         definition = credentials_block_definition(parameter_schema(spec.load_flow().fn).model_dump())
@@ -216,7 +219,7 @@ def test_every_flow_s_credentials_parameter_is_an_optional_vbs_credentials_block
 
 
 def test_the_credentials_parameter_takes_a_block_a_name_or_nothing_from_python_callers():
-    from flows.policies import policy_audit
+    from vbs_backup.flows.policies import policy_audit
 
     block = VbsCredentials(project_id=PROJECT, ak="AK", sk=SecretStr("sk"))
     assert policy_audit.validate_parameters({"credentials": block})["credentials"] is block
@@ -233,7 +236,7 @@ def test_a_reference_to_a_block_passes_both_of_the_server_s_parameter_checks_and
     from prefect.utilities.schema_tools.validation import ValidationError as SchemaError
     from prefect.utilities.schema_tools.validation import validate
 
-    from flows.policies import policy_audit
+    from vbs_backup.flows.policies import policy_audit
 
     schema = parameter_schema(policy_audit.fn).model_dump()
 
@@ -320,7 +323,7 @@ def test_a_block_s_plain_http_endpoint_needs_the_worker_s_permission(no_vbs_env,
 
 
 def test_a_flow_run_without_a_block_reads_the_environment_but_no_dotenv(no_vbs_env, monkeypatch):
-    from tasks.runtime import load_settings
+    from vbs_backup.tasks.runtime import load_settings
 
     (no_vbs_env / ".env").write_text("VBS_BACKUP_IAM_ENDPOINT=http://127.0.0.9:8666\nVBS_BACKUP_AK=DOTENV\n")
     monkeypatch.setenv("VBS_BACKUP_AK", "ENV-AK")
@@ -334,7 +337,7 @@ def test_a_flow_run_without_a_block_reads_the_environment_but_no_dotenv(no_vbs_e
 def test_a_flow_run_with_a_block_takes_the_block_s_connection_and_a_blank_name_is_no_block(
     no_vbs_env, monkeypatch
 ):
-    from tasks.runtime import load_settings
+    from vbs_backup.tasks.runtime import load_settings
 
     monkeypatch.setenv("VBS_BACKUP_AK", "ENV-AK")
     block = VbsCredentials(project_id=PROJECT, username="ops", password=SecretStr("pw"), domain="acme")
@@ -538,7 +541,7 @@ def test_register_with_ak_saves_nothing_of_the_iam_user(prefect_server, cloud):
 
 @pytest.mark.server
 def test_the_run_form_of_every_deployment_offers_the_vbs_credentials_block_selector(prefect_server, served):
-    from deployments.catalog import CATALOG
+    from vbs_backup.deployments.catalog import CATALOG
 
     for spec in CATALOG:
         # What the UI gets for the form: the deployment's parameter schema, as the server stores it.
@@ -590,8 +593,8 @@ def test_a_block_name_loads_for_python_callers_and_an_unknown_one_fails_in_one_l
 ):
     code = textwrap.dedent(
         """
-        from tasks.runtime import load_settings
-        from vbs_backup.config import ConfigError
+        from vbs_backup.tasks.runtime import load_settings
+        from vbs_backup.settings import ConfigError
         print(load_settings("emulator-user").credentials_mode())
         try:
             load_settings("no-such-block")
@@ -613,8 +616,8 @@ def test_serve_credentials_name_gives_every_deployment_a_reference_to_the_block(
     code = textwrap.dedent(
         """
         import json
-        from deployments.serve import build_deployments
-        from vbs_backup.config import ConfigError
+        from vbs_backup.deployments.serve import build_deployments
+        from vbs_backup.settings import ConfigError
         deployments = build_deployments(credentials="emulator-user")
         print(json.dumps({d.name: d.parameters["credentials"] for d in deployments}))
         try:
@@ -627,7 +630,7 @@ def test_serve_credentials_name_gives_every_deployment_a_reference_to_the_block(
 
     assert result.returncode == 0, result.stderr
     *_, references, refusal = result.stdout.strip().splitlines()
-    from deployments.catalog import CATALOG
+    from vbs_backup.deployments.catalog import CATALOG
 
     assert json.loads(references) == {
         spec.name: {"$ref": {"block_document_id": user_block["id"]}} for spec in CATALOG
@@ -649,7 +652,7 @@ def test_a_deployment_served_with_credentials_name_runs_with_the_block(
         """
         from dataclasses import replace
         from prefect import serve
-        from deployments.catalog import by_name
+        from vbs_backup.deployments.catalog import by_name
         spec = replace(by_name("policy-audit"), name="policy-audit-with-block", cron=None)
         serve(spec.to_deployment(credentials="emulator-user"))
         """

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from sqlmodel import Session, select
 
-from deployments.catalog import CATALOG, DEFAULT_PLAN, TAG
-from flows.server import SERVER_REF
-from vbs_backup.config import BackupPlan
+from vbs_backup.deployments.catalog import CATALOG, DEFAULT_PLAN, TAG
+from vbs_backup.flows.server import SERVER_REF
 from vbs_backup.ledger import DiskBackup, Run, make_engine
+from vbs_backup.plan import BackupPlan
 
 from .conftest import REPO, SERVED_PLAN, state_time
 

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
-from flows.failures import INVALID_INPUT
-from vbs_backup.config import Settings
 from vbs_backup.connection import connect
+from vbs_backup.flows.failures import INVALID_INPUT
 from vbs_backup.ledger import DiskBackup, Run, make_engine
+from vbs_backup.settings import Settings
 
 from .browser import form_field, open_block_selector, open_custom_run, quick_run, view_new_run
 from .conftest import ARTIFACTS, DB_01_DATA, REPO, register_block

@@ -26,7 +26,7 @@ class Service(StrEnum):
 
 
 class CloudName(StrEnum):
-    """Clouds that run the VBS API (same values as `vbs_backup.config.CloudName`)."""
+    """Clouds that run the VBS API (the settings' `cloud` field takes one)."""
 
     huaweicloud = "huaweicloud"
     flexibleengine = "flexibleengine"

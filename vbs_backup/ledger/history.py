@@ -1,5 +1,5 @@
 """Read-only: the plan's attempts slot by slot over a window of recent slots, for the watchdog's picture of
-the last nights (``vbs_backup.protection_view``). No table of its own; nothing here writes.
+the last nights (``vbs_backup.watchdog.view``). No table of its own; nothing here writes.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@
     vbs-backup policies tags
 
 Exit codes: 0 done (or nothing to do), 1 the cloud refused something, 2 bad input found before any change
-(file, unknown disk or server, settings). Importing this module registers the sub-app on `vbs_backup.cli.app`.
+(file, unknown disk or server, settings). Importing this module registers the sub-app on
+`vbs_backup.deployments.cli.app.app`.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from vbs_backup.cli import app
+from vbs_backup.deployments.cli.app import app
 
 if TYPE_CHECKING:  # pragma: no cover
     from vbs_backup.cloud import CloudClient
-    from vbs_backup.policies_as_code import Inventory, PolicyPlan
+    from vbs_backup.policies import Inventory, PolicyPlan
 
 __all__ = ["policies_app"]
 
@@ -51,8 +52,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _client() -> CloudClient:
-    from vbs_backup.config import ConfigError, Settings
     from vbs_backup.connection import connect
+    from vbs_backup.settings import ConfigError, Settings
 
     try:
         return connect(Settings())
@@ -62,10 +63,10 @@ def _client() -> CloudClient:
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     """Run one command's cloud work; a cloud error is one line and exit 1, bad input exit 2."""
+    from vbs_backup.backup.targets import SelectionError
     from vbs_backup.cloud.errors import CloudError
-    from vbs_backup.policies_as_code import PolicyFileError
-    from vbs_backup.policy_audit import PolicyNotFoundError
-    from vbs_backup.targets import SelectionError
+    from vbs_backup.policies import PolicyFileError
+    from vbs_backup.policies.audit import PolicyNotFoundError
 
     try:
         return asyncio.run(coro)
@@ -76,15 +77,15 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 async def _plan(client: CloudClient, file: Path, nightly_plan: Path | None, prune: bool):
-    from vbs_backup.config import load_plan
-    from vbs_backup.policies_as_code import (
+    from vbs_backup.backup.targets import discover_targets
+    from vbs_backup.plan import load_plan
+    from vbs_backup.policies import (
         load_policy_file,
         make_plan,
         read_cloud,
         read_inventory,
         resolve_members,
     )
-    from vbs_backup.targets import discover_targets
 
     policies = load_policy_file(file)  # every file problem is found before the cloud is asked anything
     nightly = load_plan(nightly_plan) if nightly_plan else None
@@ -116,8 +117,8 @@ def _print_plan(plan: PolicyPlan, file: Path) -> None:
 
 
 def _load_inputs(file: Path, nightly_plan: Path | None) -> None:
-    from vbs_backup.config import PlanError, load_plan
-    from vbs_backup.policies_as_code import PolicyFileError, load_policy_file
+    from vbs_backup.plan import PlanError, load_plan
+    from vbs_backup.policies import PolicyFileError, load_policy_file
 
     try:
         load_policy_file(file)
@@ -146,7 +147,7 @@ def plan_cmd(file: FileOption, nightly_plan: NightlyOption = None, prune: PruneO
 @policies_app.command("apply")
 def apply_cmd(file: FileOption, nightly_plan: NightlyOption = None, prune: PruneOption = False) -> None:
     """Make the cloud's policies match the file; a second apply changes nothing."""
-    from vbs_backup.policies_as_code import Change, apply_plan
+    from vbs_backup.policies import Change, apply_plan
 
     _load_inputs(file, nightly_plan)
     client = _client()
@@ -180,7 +181,7 @@ def import_cmd(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write the file from the cloud's current policies (members as disk ids, named in comments)."""
-    from vbs_backup.policies_as_code import dump_policy_file, import_policies
+    from vbs_backup.policies import dump_policy_file, import_policies
 
     if file.exists() and not force:
         raise _fail(f"{file} exists: give --force to overwrite it")
@@ -208,7 +209,7 @@ def execute_cmd(
     interval: Annotated[float, typer.Option(min=0, help="Seconds between two task reads.")] = 30.0,
 ) -> None:
     """Run a policy now (one backup per member disk); with --wait, exit 1 if a task failed or timed out."""
-    from vbs_backup.policy_audit import execute_policy_by_name
+    from vbs_backup.policies.audit import execute_policy_by_name
 
     client = _client()
 

@@ -28,12 +28,19 @@ from typing import Literal, Protocol
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from .cloud import CloudClient
-from .cloud.errors import ApiError, CloudError, JobFailedError, JobTimeoutError, NotFoundError, TransportError
-from .cloud.models.backups import Backup
-from .cloud.models.common import require_uuid
-from .cloud.models.evs import Volume
-from .ledger.restores import (
+from ..cloud import CloudClient
+from ..cloud.errors import (
+    ApiError,
+    CloudError,
+    JobFailedError,
+    JobTimeoutError,
+    NotFoundError,
+    TransportError,
+)
+from ..cloud.models.backups import Backup
+from ..cloud.models.common import require_uuid
+from ..cloud.models.evs import Volume
+from ..ledger.restores import (
     RestoreStatus,
     finish_restore,
     record_restore_request,

@@ -19,10 +19,10 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from .cloud import CloudClient
-from .cloud.errors import NotFoundError
-from .cloud.models.policies import Policy, PolicyTask, TaskStatus
-from .ledger.policy_audit import TaskSighting, upsert_policy_tasks
+from ..cloud import CloudClient
+from ..cloud.errors import NotFoundError
+from ..cloud.models.policies import Policy, PolicyTask, TaskStatus
+from ..ledger.policy_audit import TaskSighting, upsert_policy_tasks
 
 __all__ = [
     "FINISHED",

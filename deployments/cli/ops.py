@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from vbs_backup.cli import app
+from vbs_backup.deployments.cli.app import app
 
 __all__ = ["alerts_app", "blocks_app"]
 
@@ -65,7 +65,8 @@ def serve(
     ] = None,
 ) -> None:
     """Serve every vbs-backup deployment from this process (schedules, UI runs) until interrupted."""
-    from vbs_backup.config import ConfigError, PlanError, load_plan
+    from vbs_backup.plan import PlanError, load_plan
+    from vbs_backup.settings import ConfigError
 
     try:
         plan = load_plan(plan_file) if plan_file else None
@@ -73,7 +74,7 @@ def serve(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     _require_api()
-    from .serve import serve_catalog
+    from vbs_backup.deployments.serve import serve_catalog
 
     try:
         serve_catalog(plan=plan, credentials=credentials, limit=limit)
@@ -120,7 +121,7 @@ def register(
     --ask-secrets."""
     from pydantic import SecretStr, ValidationError
 
-    from vbs_backup.config import ConfigError, Settings
+    from vbs_backup.settings import ConfigError, Settings
 
     overrides = {
         "cloud": cloud,
@@ -144,7 +145,7 @@ def register(
         typer.echo(f"not saved: {exc}", err=True)
         raise typer.Exit(2) from None
     _require_api()
-    from .blocks import block_from_settings
+    from vbs_backup.deployments.blocks import block_from_settings
 
     block = block_from_settings(settings, auth=auth)
     for field, value in {
@@ -182,7 +183,7 @@ def register(
 def _auth_method(settings, *, ak_given: bool, user_given: bool) -> Literal["aksk", "token"]:
     """The one way to sign in that `blocks register` saves: the options say it, else the settings (the
     environment) when they hold only one of AK and IAM user name. ConfigError (one line) otherwise."""
-    from vbs_backup.config import ConfigError
+    from vbs_backup.settings import ConfigError
 
     if ak_given and user_given:
         raise ConfigError(
@@ -206,7 +207,7 @@ def _auth_method(settings, *, ak_given: bool, user_given: bool) -> Literal["aksk
 
 def _require_complete(settings, auth: Literal["aksk", "token"]) -> None:
     """ConfigError (one line) naming what the chosen way to sign in lacks; never a value."""
-    from vbs_backup.config import ConfigError
+    from vbs_backup.settings import ConfigError
 
     if auth == "aksk":
         needs = {"sk": "VBS_BACKUP_SK (or --ask-secrets)"}
@@ -227,8 +228,8 @@ def _check_connection(settings) -> None:
     import asyncio
 
     from vbs_backup.cloud.errors import CloudError
-    from vbs_backup.config import ConfigError
     from vbs_backup.connection import connect
+    from vbs_backup.settings import ConfigError
 
     async def one_server() -> None:
         async with connect(settings) as client:
@@ -278,7 +279,7 @@ def alerts_setup(
         )
         raise typer.Exit(2)
     _require_api()
-    from .alerts import NIGHTLY_DEPLOYMENT, Notifier, duration_text, setup_alerts
+    from vbs_backup.deployments.alerts import NIGHTLY_DEPLOYMENT, Notifier, duration_text, setup_alerts
 
     targets = {Notifier(kind): url for kind, url in given.items() if url}
     result = asyncio.run(setup_alerts(targets, deployments=deployment or None, nightly_within=within))

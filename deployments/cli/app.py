@@ -116,9 +116,9 @@ def report(
     the age of its newest good backup."""
     from rich.console import Console
 
-    from vbs_backup.config import Settings
     from vbs_backup.ledger import init_db, make_engine
     from vbs_backup.reporting import protection_table, runs_table
+    from vbs_backup.settings import Settings
 
     url = database_url or Settings().database_url
     engine = make_engine(url)
@@ -139,7 +139,7 @@ LedgerUrlOption = Annotated[
 
 
 def _ledger_settings(database_url: str | None):
-    from vbs_backup.config import Settings
+    from vbs_backup.settings import Settings
 
     return Settings() if database_url is None else Settings(database_url=database_url)
 
@@ -206,10 +206,11 @@ def plan(
 
     from rich.console import Console
 
-    from vbs_backup.config import ConfigError, PlanError, Settings, load_plan
+    from vbs_backup.backup.targets import SelectionError, discover_targets
     from vbs_backup.connection import connect
+    from vbs_backup.plan import PlanError, load_plan
     from vbs_backup.reporting import targets_table
-    from vbs_backup.targets import SelectionError, discover_targets
+    from vbs_backup.settings import ConfigError, Settings
 
     try:
         backup_plan = load_plan(plan_file)

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vbs_backup.cli import app
+from vbs_backup.deployments.cli.app import app
 
 __all__ = ["share"]
 
@@ -46,7 +46,7 @@ def share(
 
 
 def _run_share_flow(plan_file: Path, to: list[str], *, dry_run: bool) -> int:
-    from vbs_backup.config import PlanError, load_plan
+    from vbs_backup.plan import PlanError, load_plan
     from vbs_backup.sharing import ShareInputError, check_target_projects
 
     try:
@@ -58,10 +58,10 @@ def _run_share_flow(plan_file: Path, to: list[str], *, dry_run: bool) -> int:
     if dry_run:
         plan = plan.model_copy(update={"dry_run": True})
 
-    from deployments.cli import prefect_defaults
+    from vbs_backup.deployments.cli import prefect_defaults
 
     prefect_defaults()
-    from flows.sharing import share_backups
+    from vbs_backup.flows.sharing import share_backups
 
     state = asyncio.run(share_backups(plan, to, return_state=True))
     typer.echo(f"{state.name}: {state.message}")
@@ -72,8 +72,8 @@ def _show_shares(*, list_: bool, share_id: str | None) -> int:
     from rich.console import Console
 
     from vbs_backup.cloud.errors import CloudError
-    from vbs_backup.config import ConfigError, Settings
     from vbs_backup.connection import connect
+    from vbs_backup.settings import ConfigError, Settings
 
     try:
         client = connect(Settings())

@@ -1,5 +1,5 @@
-"""The full `vbs-backup` command: the core commands of `vbs_backup.cli` plus those that run Prefect flows
-(`run`, `demo`). Kept out of the core package, which never imports Prefect."""
+"""The full `vbs-backup` command: the core commands of `vbs_backup.deployments.cli.app` plus those that run
+Prefect flows (`run`, `demo`). Kept out of the core package, which never imports Prefect."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from typing import Annotated
 
 import typer
 
-from vbs_backup.cli import app
+from vbs_backup.deployments.cli.app import app
 
 __all__ = ["app"]
 
 # Feature commands register themselves on `app` when imported (one module per feature, deployments/cmd_*.py):
 # serve/blocks/alerts, policies, restore/drill, share.
-from deployments import cmd_ops, cmd_policies, cmd_restore, cmd_sharing  # noqa: F401
+from vbs_backup.deployments.cli import ops, policy_audit, restore, sharing  # noqa: F401
 
 
 def prefect_defaults() -> None:
@@ -50,7 +50,7 @@ def run(
     """Run the nightly flow once against the configured cloud (VBS_BACKUP_* settings). Exit 1 if it failed."""
     import asyncio
 
-    from vbs_backup.config import PlanError, load_plan
+    from vbs_backup.plan import PlanError, load_plan
 
     try:
         backup_plan = load_plan(plan_file)
@@ -58,7 +58,7 @@ def run(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     prefect_defaults()
-    from flows.nightly import nightly_backup
+    from vbs_backup.flows.nightly import nightly_backup
 
     state = asyncio.run(nightly_backup(backup_plan, return_state=True))
     stop_sending_library_logs()
@@ -75,6 +75,6 @@ def demo(
 ) -> None:
     """Back up a sample fleet twice on the embedded emulator (one disk made to fail); show the results."""
     prefect_defaults()
-    from deployments.demo import run_demo
+    from vbs_backup.deployments.demo import run_demo
 
     raise typer.Exit(run_demo(speed=speed))

@@ -22,15 +22,15 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from .cloud import CloudClient
-from .cloud.errors import BadRequestError, CloudError, NotFoundError
-from .cloud.models.backups import Backup
-from .config import BackupPlan
-from .identity import parse_marker
-from .ledger import DeleteStatus, DiskBackupStatus, mark_delete, newest_attempt, owned_backup_ids
-from .ledger import record_retention_decision as record_decision
-from .ledger.restores import verified_backup_ids
-from .retention import BackupRecord, RetentionPlan, plan_retention
+from ..cloud import CloudClient
+from ..cloud.errors import BadRequestError, CloudError, NotFoundError
+from ..cloud.models.backups import Backup
+from ..identity import parse_marker
+from ..ledger import DeleteStatus, DiskBackupStatus, mark_delete, newest_attempt, owned_backup_ids
+from ..ledger import record_retention_decision as record_decision
+from ..ledger.restores import verified_backup_ids
+from ..plan import BackupPlan
+from .planner import BackupRecord, RetentionPlan, plan_retention
 
 log = logging.getLogger(__name__)
 

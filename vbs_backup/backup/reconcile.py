@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from .cloud import CloudClient
-from .cloud.errors import CloudError, NotFoundError
-from .cloud.models.backups import Backup
-from .disk_backups import VANISHED, may_have_made
-from .identity import identity_marker
-from .ledger import (
+from ..cloud import CloudClient
+from ..cloud.errors import CloudError, NotFoundError
+from ..cloud.models.backups import Backup
+from ..identity import identity_marker
+from ..ledger import (
     DiskBackup,
     DiskBackupStatus,
     live_run_ids,
@@ -41,6 +40,7 @@ from .ledger import (
     recorded_backup_ids,
     unreconciled_attempts,
 )
+from .submit import VANISHED, may_have_made
 
 log = logging.getLogger(__name__)
 

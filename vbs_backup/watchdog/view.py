@@ -5,9 +5,9 @@ It shows, for the plan:
 
 * a headline, "n of N disks protected within the RPO (26 h)", then the problems (the watchdog's findings, in
   its words, with the failed attempt's reason) and warnings;
-* per disk: the newest good backup (the cloud's, as judged by `vbs_backup.watchdog.check_protection`: the
-  same facts as the findings), its age against the RPO, and the last attempt (when, how it ended, its error
-  code and reason, and which kind of run made it when that was not the nightly one). Disks not OK first;
+* per disk: the newest good backup (the cloud's, as judged by `vbs_backup.watchdog.check.check_protection`:
+  the same facts as the findings), its age against the RPO, and the last attempt (when, how it ended, its
+  error code and reason, and which kind of run made it when that was not the nightly one). Disks not OK first;
 * the last 14 nights, disks x nights, oldest on the left and newest on the right: a night is the local date
   (in the plan's timezone) of a schedule slot, and its cell says what the plan's nightly runs did for that
   slot (ok / failed / still running / no attempt). On-demand runs do not paint nights (see
@@ -24,11 +24,11 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from .identity import DAY_MINUTES, slot_start
-from .ledger.history import SlotAttempt
-from .ledger.tables import DiskBackupStatus
-from .text import one_line
-from .watchdog import DiskProtection, WatchdogReport, human_age
+from ..identity import DAY_MINUTES, slot_start
+from ..ledger.history import SlotAttempt
+from ..ledger.tables import DiskBackupStatus
+from ..text import one_line
+from .check import DiskProtection, WatchdogReport, human_age
 
 __all__ = [
     "ARTIFACT_KEY",

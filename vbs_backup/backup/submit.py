@@ -20,13 +20,12 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from .cloud import CloudClient
-from .cloud.errors import ApiError, CloudError, TransportError
-from .cloud.models.backups import Backup
-from .cloud.models.jobs import Job
-from .config import BackupPlan
-from .identity import CLOCK_SKEW
-from .ledger import (
+from ..cloud import CloudClient
+from ..cloud.errors import ApiError, CloudError, TransportError
+from ..cloud.models.backups import Backup
+from ..cloud.models.jobs import Job
+from ..identity import CLOCK_SKEW
+from ..ledger import (
     DiskBackup,
     DiskBackupStatus,
     attempts_for_slot,
@@ -35,8 +34,9 @@ from .ledger import (
     record_submitted,
     take_up_attempt,
 )
+from ..plan import BackupPlan
 from .targets import DiskTarget
-from .waiting import JobResult
+from .waiter import JobResult
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from .cloud import CloudClient
-from .cloud.errors import NotFoundError
-from .cloud.models.ecs import Server
-from .cloud.models.evs import Volume
-from .config import BackupPlan, ServerSelection
+from ..cloud import CloudClient
+from ..cloud.errors import NotFoundError
+from ..cloud.models.ecs import Server
+from ..cloud.models.evs import Volume
+from ..plan import BackupPlan, ServerSelection
 
 log = logging.getLogger(__name__)
 

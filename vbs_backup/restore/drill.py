@@ -25,12 +25,12 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from .cloud import CloudClient
-from .cloud.errors import ApiError, CloudError, NotFoundError, TransportError
-from .cloud.models.backups import Backup
-from .cloud.models.evs import Volume
-from .config import BackupPlan
-from .ledger.restores import (
+from ..backup.targets import DiskTarget
+from ..cloud import CloudClient
+from ..cloud.errors import ApiError, CloudError, NotFoundError, TransportError
+from ..cloud.models.backups import Backup
+from ..cloud.models.evs import Volume
+from ..ledger.restores import (
     DrillStatus,
     finish_drill,
     leftover_scratch_drills,
@@ -40,8 +40,8 @@ from .ledger.restores import (
     record_scratch_volume,
     start_drill,
 )
-from .restores import POLL_SECONDS, Timing, restore_and_wait
-from .targets import DiskTarget
+from ..plan import BackupPlan
+from .restore import POLL_SECONDS, Timing, restore_and_wait
 
 log = logging.getLogger(__name__)
 

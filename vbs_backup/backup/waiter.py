@@ -42,9 +42,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from .cloud.errors import CloudError, NotFoundError
-from .cloud.models.backups import UNREADABLE_STATUS, Backup
-from .identity import CLOCK_SKEW
+from ..cloud.errors import CloudError, NotFoundError
+from ..cloud.models.backups import UNREADABLE_STATUS, Backup
+from ..identity import CLOCK_SKEW
 
 log = logging.getLogger(__name__)
 

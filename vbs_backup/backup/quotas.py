@@ -7,7 +7,7 @@ before the first create, what the night needs with what the project has left, an
 with one line when it does not fit.
 
 What the night needs: one new backup per disk that has no live backup of this slot's identity in the
-run's listing (a disk that has one adopts it and creates nothing, `vbs_backup.disk_backups`). A backup
+run's listing (a disk that has one adopts it and creates nothing, `vbs_backup.backup.submit`). A backup
 weighs its volume's size in GiB. Room that retention would free does not count: retention runs only after
 the night's backups exist (we never delete before the new backup is there), so tonight's creates must fit
 in what is free now.
@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .cloud.models.backups import Backup, QuotaItem, Quotas
-from .disk_backups import live_of
+from ..cloud.models.backups import Backup, QuotaItem, Quotas
+from .submit import live_of
 from .targets import DiskTarget
 
 __all__ = [

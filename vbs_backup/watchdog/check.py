@@ -37,11 +37,11 @@ from enum import StrEnum
 from sqlalchemy import Engine
 from sqlmodel import Session, col, or_, select
 
-from .cloud.models.backups import Backup, Quotas
-from .identity import parse_marker
-from .ledger import DiskBackupStatus, Run, VolumeProtection, mark_abandoned_runs, protection_status
-from .quotas import BACKUPS, GIGABYTES, quota_use
-from .targets import DiskTarget
+from ..backup.quotas import BACKUPS, GIGABYTES, quota_use
+from ..backup.targets import DiskTarget
+from ..cloud.models.backups import Backup, Quotas
+from ..identity import parse_marker
+from ..ledger import DiskBackupStatus, Run, VolumeProtection, mark_abandoned_runs, protection_status
 
 __all__ = [
     "DiskProtection",
@@ -93,7 +93,7 @@ class LedgerSnapshot:
 @dataclass(frozen=True)
 class DiskProtection:
     """One protected disk as the watchdog judged it: the per-disk facts that its findings and the
-    protection view (``vbs_backup.protection_view``) both show, so they never disagree.
+    protection view (``vbs_backup.watchdog.view``) both show, so they never disagree.
 
     ``protection`` is the ledger's line (``protection_status``) with the newest good backup replaced by the
     cloud's when the cloud could be read (``None``: no run ever attempted the disk and the cloud has no

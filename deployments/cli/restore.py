@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from vbs_backup.cli import app
+from vbs_backup.deployments.cli.app import app
 
 __all__ = ["drill", "parse_time", "restore"]
 
@@ -55,10 +55,10 @@ def restore(
         typer.echo("give exactly one of --backup ID or --before ISO-TIME", err=True)
         raise typer.Exit(2)
     when = parse_time(before) if before is not None else None
-    from deployments.cli import prefect_defaults
+    from vbs_backup.deployments.cli import prefect_defaults
 
     prefect_defaults()
-    from flows.restore import restore_disk
+    from vbs_backup.flows.restore import restore_disk
 
     state = asyncio.run(
         restore_disk(
@@ -83,17 +83,17 @@ def drill(
     wait_minutes: Annotated[int, typer.Option(min=1, max=1440, help="Wait for each restore this long.")] = 60,
 ) -> None:
     """Restore a sample of the plan's disks into scratch disks, check, record. Exit 1 if a drill failed."""
-    from vbs_backup.config import PlanError, load_plan
+    from vbs_backup.plan import PlanError, load_plan
 
     try:
         backup_plan = load_plan(plan_file)
     except PlanError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    from deployments.cli import prefect_defaults
+    from vbs_backup.deployments.cli import prefect_defaults
 
     prefect_defaults()
-    from flows.restore import restore_drill
+    from vbs_backup.flows.restore import restore_drill
 
     _finish(
         asyncio.run(restore_drill(backup_plan, sample=sample, wait_minutes=wait_minutes, return_state=True))

@@ -1,5 +1,5 @@
-"""`vbs-backup policies ...`: the Prefect-free commands of `vbs_backup.cli_policies` (plan, apply, import,
-execute, list, tags) plus `audit`, which runs the `policy-audit` flow once.
+"""`vbs-backup policies ...`: the Prefect-free commands of `vbs_backup.deployments.cli.policies` (plan, apply,
+import, execute, list, tags) plus `audit`, which runs the `policy-audit` flow once.
 
     vbs-backup policies audit [--since-hours 24]
 """
@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from vbs_backup.cli_policies import policies_app
+from vbs_backup.deployments.cli.policies import policies_app
 
 __all__ = ["audit"]
 
@@ -23,10 +23,10 @@ def audit(
     ] = 24,
 ) -> None:
     """Record every policy backup task in the ledger; exit 1 if one failed or timed out in the window."""
-    from deployments.cli import prefect_defaults
+    from vbs_backup.deployments.cli import prefect_defaults
 
     prefect_defaults()
-    from flows.policies import policy_audit
+    from vbs_backup.flows.policies import policy_audit
 
     state = asyncio.run(policy_audit(since_hours=since_hours, return_state=True))
     typer.echo(f"{state.name}: {state.message}")

@@ -1,0 +1,1 @@
+"""Backing up disks: targets, quotas, submit, waiter, reconcile."""

@@ -1,0 +1,1 @@
+"""Restores and restore drills."""

@@ -1,0 +1,1 @@
+"""Retention: the planner decides, prune executes."""

@@ -1,0 +1,1 @@
+"""The watchdog's check and its protection view."""
