@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from prefect import runtime
 
-from vbs_backup.tasks.runtime import time_source
+from vbs_backup.tasks.runtime import run_clock
 
 __all__ = [
     "drill_run_name",
@@ -45,7 +45,7 @@ def _plan_field(name: str, default: str | None = None) -> Any:
 
 def _now() -> datetime:
     """Now in the plan's schedule timezone (UTC without one), on the runs' clock (tests: the emulator's)."""
-    now = time_source().now()
+    now = run_clock().now()
     try:
         return now.astimezone(ZoneInfo(str(_plan_field("schedule_timezone") or "UTC")))
     except (ValueError, KeyError):

@@ -41,9 +41,9 @@ async def policy_audit(credentials: Credentials = None, since_hours: SinceHours 
     return await failing_cleanly(_policy_audit(credentials, since_hours))
 
 
-async def _policy_audit(credentials: str | None, since_hours: int) -> State:
+async def _policy_audit(credentials: Credentials, since_hours: int) -> State:
     async with open_cloud(credentials) as ctx:
-        now = ctx.time.now()
+        now = ctx.clock.now()
         since = now - timedelta(hours=since_hours)
         policies = unwrap(await list_policies(ctx))  # an expected failure: raised, run Failed
         audits = await asyncio.gather(*(audit_policy_tasks(ctx, p, since, now) for p in policies))

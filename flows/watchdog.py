@@ -98,7 +98,7 @@ def check(
 ) -> WatchdogReport:
     """Compare the protected disks with what the cloud holds and the ledger recorded; and the project's
     quotas with their limits."""
-    now = now or cloud.time.now()
+    now = now or cloud.clock.now()
     snapshot = ledger_snapshot(cloud.engine, plan_name=plan.name, now=now, deployments=NIGHTLY_DEPLOYMENTS)
     return check_protection(
         plan_name=plan.name,
@@ -146,7 +146,7 @@ async def backup_watchdog(
     return await failing_cleanly(_backup_watchdog(plan, rpo_hours, credentials))
 
 
-async def _backup_watchdog(plan: BackupPlan, rpo_hours: float, credentials: str | None) -> State:
+async def _backup_watchdog(plan: BackupPlan, rpo_hours: float, credentials: Credentials) -> State:
     logger = get_run_logger()
     async with open_cloud(credentials) as cloud:
         disks: list[DiskTarget] | None
@@ -161,7 +161,7 @@ async def _backup_watchdog(plan: BackupPlan, rpo_hours: float, credentials: str 
         quotas, quota_error = (
             (None, f"cannot read them: {read.message}") if isinstance(read, Refusal) else (read, None)
         )
-        now = cloud.time.now()  # one moment for the checks and the view: their ages agree
+        now = cloud.clock.now()  # one moment for the checks and the view: their ages agree
         report = check(cloud, plan, disks, in_cloud, error, rpo_hours, quotas, quota_error, now)
         nights = read_nights(cloud, plan, now)
     message = report.message()

@@ -2,18 +2,21 @@
 find the protected disks, choose a drill sample, clean up leftovers, drill one disk, publish the results.
 
 Each task is one meaningful step over the Prefect-free core (`vbs_backup.restore.restore`,
-`vbs_backup.restore.drill`); waiting goes through the run's time source, so tests drive the emulator's
-clock instead of sleeping.
+`vbs_backup.restore.drill`); waiting goes through the run's clock, so tests drive the emulator's clock
+instead of sleeping, and the ledger is read and written in a thread (`asyncio.to_thread`), off the event
+loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from prefect import get_run_logger, runtime, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from vbs_backup.backup.targets import DiskTarget
@@ -43,14 +46,14 @@ def _flow_run_id() -> str | None:
 async def check_restore(cloud: CloudContext, request: RestoreRequest) -> RestorePlan | Refusal:
     """Choose the backup and check every documented precondition (reads only); or, as a `Refusal` for the
     flow to `unwrap`, why the cloud could not be asked (credentials, endpoint)."""
-    return await refusing(plan_restore(cloud.client, request, now=cloud.time.now()))
+    return await refusing(plan_restore(cloud.client, request, now=cloud.clock.now()))
 
 
 @task(name="record-restore-request", task_run_name="record restore request", cache_policy=NO_CACHE)
 async def record_restore(cloud: CloudContext, plan: RestorePlan, dry_run: bool) -> int:
     """The ledger row: refused (every problem), dry run, or the intent written before the restore call."""
-    return record_request(
-        cloud.engine, plan, dry_run=dry_run, at=cloud.time.now(), flow_run_id=_flow_run_id()
+    return await asyncio.to_thread(
+        record_request, cloud.engine, plan, dry_run=dry_run, at=cloud.clock.now(), flow_run_id=_flow_run_id()
     )
 
 
@@ -60,7 +63,7 @@ async def perform_restore(
 ) -> RestoreOutcome:
     """Call the restore, wait for its job, read the disk back, record the outcome."""
     outcome = await run_restore(
-        cloud.client, cloud.engine, plan, restore_id, timeout=wait_minutes * 60, timing=cloud.time
+        cloud.client, cloud.engine, plan, restore_id, timeout=wait_minutes * 60, clock=cloud.clock
     )
     logger = get_run_logger()
     (logger.info if outcome.ok else logger.error)(outcome.message)
@@ -78,7 +81,7 @@ async def publish_restore(line: str) -> None:
 @task(name="clean-up-scratch-disks", task_run_name="clean up scratch disks", cache_policy=NO_CACHE)
 async def clean_up_scratch_disks(cloud: CloudContext, wait_minutes: int) -> list[str]:
     """Delete scratch disks that earlier drills left behind; returns what could not be deleted."""
-    now = cloud.time.now()
+    now = cloud.clock.now()
     problems = await clean_leftovers(
         cloud.client, cloud.engine, now=now, started_before=now - timedelta(minutes=2 * wait_minutes)
     )
@@ -99,11 +102,15 @@ async def choose_drill_disks(
     cloud: CloudContext, disks: Sequence[DiskTarget], sample: int
 ) -> list[DiskTarget]:
     """The `sample` disks verified longest ago (never-verified first)."""
-    with Session(cloud.engine) as session:
-        last = last_passed_drills(session=session, volume_ids=[d.volume_id for d in disks])
+    last = await asyncio.to_thread(_last_passed, cloud.engine, [d.volume_id for d in disks])
     chosen = choose_sample(disks, last, sample)
     get_run_logger().info("drilling %s", ", ".join(d.label for d in chosen) or "nothing")
     return chosen
+
+
+def _last_passed(engine: Engine, volume_ids: list[str]) -> dict[str, datetime]:
+    with Session(engine) as session:
+        return last_passed_drills(session=session, volume_ids=volume_ids)
 
 
 @task(task_run_name="drill {disk.server_name} {disk.device}", cache_policy=NO_CACHE)
@@ -115,7 +122,7 @@ async def drill(cloud: CloudContext, plan: BackupPlan, disk: DiskTarget, wait_mi
         plan=plan,
         disk=disk,
         timeout=wait_minutes * 60,
-        timing=cloud.time,
+        clock=cloud.clock,
         interval=plan.poll_interval_seconds,
         flow_run_id=_flow_run_id(),
     )

@@ -36,7 +36,7 @@ async def apply_server_retention(
             label=disk.label,
             backups=backups.get(disk.volume_id, []),
             plan=ctx.plan,
-            now=ctx.time.now(),
+            now=ctx.clock.now(),
         )
         if result.suspended:
             # not "kept 1, deleted 0": the point is that nothing was pruned, and why

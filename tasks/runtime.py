@@ -1,22 +1,21 @@
 """What the tasks of one flow run share: the cloud client, the ledger engine, the job waiter, the plan,
-the ledger's run row and the schedule slot; and the time source they wait with.
+the ledger's run row and the schedule slot; and the clock they wait with (`vbs_backup.clock`).
 
 Tasks receive the `RunContext` as an argument (with `cache_policy=NO_CACHE`: it holds live connections and
-must not be hashed). The time source is swappable so that tests drive the emulator's clock instead of
-sleeping: `use_time_source(...)` replaces how long a poll round waits and what "now" is.
+must not be hashed). The clock is swappable so that tests drive the emulator's clock instead of sleeping:
+`use_clock(...)` replaces how long a poll round waits and what "now" is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import NoReturn, TypeVar
 
 from prefect import runtime
@@ -26,6 +25,7 @@ from sqlmodel import Session
 
 from vbs_backup.backup.targets import SelectionError
 from vbs_backup.backup.waiter import JobWaiter
+from vbs_backup.clock import SYSTEM_CLOCK, Clock
 from vbs_backup.cloud import CloudClient
 from vbs_backup.cloud.errors import ApiError, ConfigurationError, TransportError
 from vbs_backup.connection import connect
@@ -53,46 +53,38 @@ _widened: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 HEARTBEAT_EVERY = 60.0
 
 
-@dataclass(frozen=True)
-class TimeSource:
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    monotonic: Callable[[], float] = time.monotonic
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+_clock = SYSTEM_CLOCK
 
 
-_time_source = TimeSource()
-
-
-def time_source() -> TimeSource:
-    return _time_source
+def run_clock() -> Clock:
+    """The clock this process's runs wait and tell time with (the system's, unless a test swapped it)."""
+    return _clock
 
 
 @contextmanager
-def use_time_source(source: TimeSource) -> Iterator[None]:
-    """Tests: wait and tell time with `source` (e.g. sleeping advances the emulator's clock)."""
-    global _time_source
-    previous, _time_source = _time_source, source
+def use_clock(clock: Clock) -> Iterator[None]:
+    """Tests (and the demo): wait and tell time with `clock` (e.g. sleeping advances the emulator's clock)."""
+    global _clock
+    previous, _clock = _clock, clock
     try:
         yield
     finally:
-        _time_source = previous
+        _clock = previous
 
 
 @dataclass
 class RunContext:
-    settings: Settings
     plan: BackupPlan
     client: CloudClient
     engine: Engine
     waiter: JobWaiter
     run_id: int
     slot: datetime
-    now: datetime
     jobs_in_flight: asyncio.Semaphore
     servers_in_flight: asyncio.Semaphore
     submitting: asyncio.Semaphore  # servers submitting at once (see SERVERS_SUBMITTING_AT_ONCE)
     job_slots_lock: asyncio.Lock  # a server takes its disks' job slots at once, under this lock
-    time: TimeSource = field(default_factory=time_source)
+    clock: Clock = field(default_factory=run_clock)
     progress: RunProgress | None = None  # disks submitted and done, for the operator (tasks.progress)
 
 
@@ -196,16 +188,15 @@ def _settings_problem(exc: ValidationError) -> str:
 
 @dataclass
 class CloudContext:
-    """What a flow that is not a backup plan needs: settings, a connected client, the ledger."""
+    """What a flow that is not a backup plan needs: a connected client, the ledger, the clock."""
 
-    settings: Settings
     client: CloudClient
     engine: Engine
-    time: TimeSource
+    clock: Clock
 
 
 @asynccontextmanager
-async def open_cloud(credentials: str | None = None) -> AsyncIterator[CloudContext]:
+async def open_cloud(credentials: VbsCredentials | str | None = None) -> AsyncIterator[CloudContext]:
     """Connect to the cloud and open the ledger for one flow run; the client is closed on the way out.
     Settings that do not validate are a ConfigError naming the fields (an expected failure)."""
     try:
@@ -214,7 +205,7 @@ async def open_cloud(credentials: str | None = None) -> AsyncIterator[CloudConte
         raise ConfigError(_settings_problem(exc)) from None
     client = connect(settings)
     try:
-        yield CloudContext(settings, client, ledger_engine(settings), time_source())
+        yield CloudContext(client, ledger_engine(settings), run_clock())
     finally:
         await client.close()
 
@@ -237,14 +228,16 @@ def trigger() -> str:
 
 
 @asynccontextmanager
-async def open_run(plan: BackupPlan, *, credentials: str | None = None) -> AsyncIterator[RunContext]:
+async def open_run(
+    plan: BackupPlan, *, credentials: VbsCredentials | str | None = None
+) -> AsyncIterator[RunContext]:
     """Connect, open the ledger and record the run's start; close everything on the way out. The run row
     is finished by the flow (it knows the outcome); a run that an expected failure (`EXPECTED_FAILURES`)
     ends here is marked failed with its one-line message, one that dies of anything else crashed."""
     _widen_thread_pool()
     _quiet_returned_failures()
     async with open_cloud(credentials) as cloud:
-        source, engine = cloud.time, cloud.engine
+        clock, engine = cloud.clock, cloud.engine
         with Session(engine) as session:
             run = start_run(
                 session=session,
@@ -255,26 +248,22 @@ async def open_run(plan: BackupPlan, *, credentials: str | None = None) -> Async
             )
             run_id = run.id
         assert run_id is not None
-        now = source.now()
         ctx = RunContext(
-            settings=cloud.settings,
             plan=plan,
             client=cloud.client,
             engine=engine,
             waiter=JobWaiter(
                 cloud.client.vbs,
                 interval=plan.poll_interval_seconds,
-                sleep=source.sleep,
-                clock=source.monotonic,
+                clock=clock,
             ),
             run_id=run_id,
-            slot=plan.schedule_slot(now),
-            now=now,
+            slot=plan.schedule_slot(clock.now()),
             jobs_in_flight=asyncio.Semaphore(plan.max_concurrent_jobs),
             servers_in_flight=asyncio.Semaphore(plan.max_concurrent_servers),
             submitting=asyncio.Semaphore(SERVERS_SUBMITTING_AT_ONCE),
             job_slots_lock=asyncio.Lock(),
-            time=source,
+            clock=clock,
         )
         heart = asyncio.create_task(_heartbeat(engine, run_id), name="vbs-run-heartbeat")
         try:

@@ -13,11 +13,14 @@ Rules kept here:
 * The ledger row is written before each share or cancel call; a share whose answer was lost is found in
   the cloud by the next run and adopted (the pair, not the share id, identifies it).
 * Idempotent: a second run finds everything in place and sends no share or cancel call.
+
+The ledger is read and written in a thread (`asyncio.to_thread`), as the nightly run does, so that twenty
+disks' shares go on while one of them waits for the database.
 """
 
 from __future__ import annotations
 
-import re
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ from .backup.targets import DiskTarget
 from .cloud import CloudClient
 from .cloud.errors import ApiError, CloudError, NotFoundError, TransportError
 from .cloud.models.backups import Backup, BackupStatus
+from .cloud.models.common import is_project_id
 from .cloud.models.shares import Share
 from .ledger import recorded_backup_ids
 from .ledger.sharing import (
@@ -61,7 +65,6 @@ __all__ = [
     "summary_line",
 ]
 
-_PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
 SHARE_PAGE = 100
 
 
@@ -74,7 +77,7 @@ def check_target_projects(to_project_ids: Iterable[str], *, own_project_id: str 
     ids = [p.strip() if isinstance(p, str) else p for p in to_project_ids]
     if not ids:
         raise ShareInputError("no target project: give at least one project id to share with")
-    bad = [repr(p) for p in ids if not isinstance(p, str) or not _PROJECT_ID.match(p)]
+    bad = [repr(p) for p in ids if not is_project_id(p)]
     if bad:
         raise ShareInputError(f"not a project id (32 lowercase hexadecimal characters): {', '.join(bad)}")
     if own_project_id is not None and own_project_id in ids:
@@ -139,6 +142,20 @@ async def plan_disk_shares(
         volume_id = volume_of.get(share.backup_id) or (share.backup.volume_id if share.backup else None)
         if volume_id is not None:
             cloud[volume_id].append(share)
+    rows, owned = await asyncio.to_thread(_ledger_view, engine, plan, volume_ids, targets)
+    live: dict[tuple[str, str], ShareRecord] = {(r.backup_id, r.to_project_id): r for r in rows}
+    return [
+        _plan_disk(
+            disk, list(targets), backups.get(disk.volume_id, []), cloud[disk.volume_id], live, plan, owned
+        )
+        for disk in disks
+    ]
+
+
+def _ledger_view(
+    engine: Engine, plan: BackupPlan, volume_ids: list[str], targets: Sequence[str]
+) -> tuple[list[ShareRecord], dict[str, set[str]]]:
+    """The live share rows of these disks to these projects, and each disk's backups the plan recorded."""
     with Session(engine) as session:
         rows = share_records(
             session=session, volume_ids=volume_ids, to_project_ids=targets, statuses=ShareStatus.live()
@@ -147,13 +164,7 @@ async def plan_disk_shares(
         owned = {
             v: recorded_backup_ids(session=session, plan_name=plan.name, volume_id=v) for v in volume_ids
         }
-    live: dict[tuple[str, str], ShareRecord] = {(r.backup_id, r.to_project_id): r for r in rows}
-    return [
-        _plan_disk(
-            disk, list(targets), backups.get(disk.volume_id, []), cloud[disk.volume_id], live, plan, owned
-        )
-        for disk in disks
-    ]
+    return rows, owned
 
 
 def _plan_disk(
@@ -245,21 +256,7 @@ async def apply_disk_shares(
             (g.backup_name or g.backup_id, s.to_project_id or "") for g in item.cancel for s in g.shares
         ]
         return out
-    with Session(engine) as session:
-        for record_id in item.gone:
-            mark_share_gone(
-                session=session, record_id=record_id, reason="no longer in the cloud's share list"
-            )
-        for share in item.adopt:
-            assert newest is not None
-            mark_shared(
-                session=session,
-                backup_id=newest.id,
-                backup_name=newest.name,
-                volume_id=disk.volume_id,
-                to_project_id=share.to_project_id or "",
-                share_id=share.id,
-            )
+    await asyncio.to_thread(_record_gone_and_adopted, engine, item)
     if newest is None:
         return out
     if item.share_to:
@@ -270,6 +267,25 @@ async def apply_disk_shares(
     return out
 
 
+def _record_gone_and_adopted(engine: Engine, item: DiskSharePlan) -> None:
+    """Ledger rows whose share left the cloud are closed; shares found in the cloud are recorded as ours."""
+    with Session(engine) as session:
+        for record_id in item.gone:
+            mark_share_gone(
+                session=session, record_id=record_id, reason="no longer in the cloud's share list"
+            )
+        for share in item.adopt:
+            assert item.newest is not None
+            mark_shared(
+                session=session,
+                backup_id=item.newest.id,
+                backup_name=item.newest.name,
+                volume_id=item.disk.volume_id,
+                to_project_id=share.to_project_id or "",
+                share_id=share.id,
+            )
+
+
 async def _share(
     client: CloudClient,
     engine: Engine,
@@ -278,17 +294,7 @@ async def _share(
     projects: list[str],
     out: DiskShareOutcome,
 ) -> None:
-    with Session(engine) as session:
-        rows = {
-            p: record_share_intent(
-                session=session,
-                backup_id=newest.id,
-                backup_name=newest.name,
-                volume_id=volume_id,
-                to_project_id=p,
-            ).id
-            for p in projects
-        }
+    rows = await asyncio.to_thread(_record_intents, engine, newest, volume_id, projects)
     try:
         made = await client.vbs.share_backup(newest.id, projects)
     except CloudError as exc:
@@ -299,14 +305,39 @@ async def _share(
         definite = isinstance(exc, ApiError) or (
             isinstance(exc, TransportError) and not exc.may_have_reached_server
         )
-        with Session(engine) as session:
-            for record_id in rows.values():
-                assert record_id is not None
-                if definite:
-                    mark_share_failed(session=session, record_id=record_id, error=str(exc))
-                else:
-                    note_share_error(session=session, record_id=record_id, error=str(exc))
+        await asyncio.to_thread(_record_share_error, engine, list(rows.values()), str(exc), definite=definite)
         return
+    await asyncio.to_thread(_record_made, engine, newest, volume_id, made)
+    out.shared = sorted({s.to_project_id for s in made if s.to_project_id} & set(projects))
+
+
+def _record_intents(
+    engine: Engine, newest: Backup, volume_id: str, projects: list[str]
+) -> dict[str, int | None]:
+    with Session(engine) as session:
+        return {
+            p: record_share_intent(
+                session=session,
+                backup_id=newest.id,
+                backup_name=newest.name,
+                volume_id=volume_id,
+                to_project_id=p,
+            ).id
+            for p in projects
+        }
+
+
+def _record_share_error(engine: Engine, record_ids: list[int | None], error: str, *, definite: bool) -> None:
+    with Session(engine) as session:
+        for record_id in record_ids:
+            assert record_id is not None
+            if definite:
+                mark_share_failed(session=session, record_id=record_id, error=error)
+            else:
+                note_share_error(session=session, record_id=record_id, error=error)
+
+
+def _record_made(engine: Engine, newest: Backup, volume_id: str, made: list[Share]) -> None:
     with Session(engine) as session:
         for share in made:
             mark_shared(
@@ -317,7 +348,6 @@ async def _share(
                 to_project_id=share.to_project_id or "",
                 share_id=share.id,
             )
-    out.shared = sorted({s.to_project_id for s in made if s.to_project_id} & set(projects))
 
 
 async def _cancel(
@@ -327,14 +357,7 @@ async def _cancel(
     if not shares:
         return
     by_backup = group.all_of_backup and len(shares) == len(group.shares)
-    with Session(engine) as session:
-        rows = {}
-        for share in shares:
-            row = _live_row(session, group.backup_id, share.to_project_id or "")
-            if row is not None and row.id is not None:
-                rows[share.id] = mark_share_cancelling(
-                    session=session, record_id=row.id, by_backup=by_backup
-                ).id
+    rows = await asyncio.to_thread(_mark_cancelling, engine, group.backup_id, shares, by_backup=by_backup)
     calls = [(group.backup_id, True, shares)] if by_backup else [(s.id, False, [s]) for s in shares]
     for target_id, is_backup_id, covered in calls:
         error = None
@@ -346,19 +369,36 @@ async def _cancel(
             # 409 included: the TF provider tolerates it, but what it means is undocumented (§2.12); the
             # row stays `cancelling` and the next run finds the share still there (and retries) or gone
             error = f"cancelling the share of {group.backup_name or group.backup_id} failed: {exc}"
-        with Session(engine) as session:
-            for share in covered:
-                record_id = rows.get(share.id)
-                if record_id is None:
-                    continue
-                if error:
-                    note_share_error(session=session, record_id=record_id, error=error)
-                else:
-                    mark_share_cancelled(session=session, record_id=record_id)
+        covered_ids = [i for s in covered if (i := rows.get(s.id)) is not None]
+        await asyncio.to_thread(_record_cancel, engine, covered_ids, error)
         if error:
             out.errors.append(error)
         else:
             out.cancelled += [(group.backup_name or group.backup_id, s.to_project_id or "") for s in covered]
+
+
+def _mark_cancelling(
+    engine: Engine, backup_id: str, shares: list[Share], *, by_backup: bool
+) -> dict[str, int | None]:
+    """Our live ledger rows of these shares, marked `cancelling` before the call: share id -> row id."""
+    with Session(engine) as session:
+        rows = {}
+        for share in shares:
+            row = _live_row(session, backup_id, share.to_project_id or "")
+            if row is not None and row.id is not None:
+                rows[share.id] = mark_share_cancelling(
+                    session=session, record_id=row.id, by_backup=by_backup
+                ).id
+    return rows
+
+
+def _record_cancel(engine: Engine, record_ids: list[int], error: str | None) -> None:
+    with Session(engine) as session:
+        for record_id in record_ids:
+            if error:
+                note_share_error(session=session, record_id=record_id, error=error)
+            else:
+                mark_share_cancelled(session=session, record_id=record_id)
 
 
 def _live_row(session: Session, backup_id: str, project: str) -> ShareRecord | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,10 +16,13 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from tests.clients import backup_now, connect
 from tests.conftest import OTHER_PROJECT
+from tests.emulator_state import calls
 from tests.pg import ledger_engine
 from vbs_backup.backup.targets import DiskTarget
-from vbs_backup.cloud import CloudClient, JobFailedError, RetryPolicy
+from vbs_backup.clock import Clock
+from vbs_backup.cloud import CloudClient, JobFailedError
 from vbs_backup.ledger import DiskBackupStatus, init_db, make_engine, record_intent, record_outcome, start_run
 from vbs_backup.ledger.restores import (
     DrillStatus,
@@ -52,42 +54,15 @@ SCRATCH = "9d3a7b6c-5e4f-4a3b-8c2d-1e0f9a8b7c6d"  # scratch-01, 200 GiB, detache
 OTHER_SPARE = OTHER_PROJECT["volumes"][0]["id"]
 
 
-@dataclass
-class EmulatorTime:
-    """A time source on the emulator's clock: sleeping advances it."""
-
-    clock: object
-
-    async def sleep(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-
-    def monotonic(self) -> float:
-        return self.clock.now().timestamp()
-
-    def now(self) -> datetime:
-        return self.clock.now()
-
-
-def connect(handle) -> CloudClient:
-    return CloudClient.connect(
-        region="eu-west-0",
-        project_id=handle.project_id,
-        ak=handle.ak,
-        sk=handle.sk,
-        endpoint=handle.url,
-        retry=RetryPolicy(wait=False),
-    )
-
-
 @pytest.fixture
-async def client(emulator):
-    async with connect(emulator) as cloud:
-        yield cloud
+def timing(emulator) -> Clock:
+    """A clock on the emulator's: sleeping advances it."""
+    clock = emulator.state.clock
 
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
 
-@pytest.fixture
-def timing(emulator) -> EmulatorTime:
-    return EmulatorTime(emulator.state.clock)
+    return Clock(sleep=sleep, monotonic=lambda: clock.now().timestamp(), now=clock.now)
 
 
 @pytest.fixture
@@ -104,20 +79,8 @@ def any_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engin
         yield engine
 
 
-async def backup_now(client: CloudClient, volume_id: str, name: str) -> str:
-    """A finished backup (the `emulator` fixture runs jobs by status queries)."""
-    job = await client.vbs.create_backup(volume_id, name)
-    done = await client.vbs.wait_for_job(job, interval=0, sleep=_no_sleep)
-    assert done.backup_id
-    return done.backup_id
-
-
 async def _no_sleep(_seconds: float) -> None:
     return None
-
-
-def calls(emulator, operation: str) -> int:
-    return sum(1 for entry in emulator.state.request_log if entry[0] == operation)
 
 
 async def small_disk(client: CloudClient, size: int = 20) -> str:
@@ -175,7 +138,7 @@ async def test_every_unmet_precondition_is_named_in_one_message(client, emulator
     emulator.control("POST", "/job_faults", json={"mode": "fail", "volume_id": DB_DATA}).raise_for_status()
     job = await client.vbs.create_backup(DB_DATA, "broken")  # 200 GiB, ends in error
     with pytest.raises(JobFailedError, match=r"VolumeBackup\.0064"):
-        await client.vbs.wait_for_job(job, interval=0, sleep=_no_sleep)
+        await client.vbs.wait_for_job(job, interval=0, clock=Clock(sleep=_no_sleep))
     (broken,) = await client.vbs.find_backups_by_name("broken")
     small = await small_disk(client)
 
@@ -241,7 +204,7 @@ async def test_a_restore_is_recorded_before_the_call_and_after_the_job(client, e
     with Session(engine) as session:
         assert session.get(Restore, restore_id).status is RestoreStatus.intent
 
-    outcome = await run_restore(client, engine, plan, restore_id, timeout=600, timing=timing)
+    outcome = await run_restore(client, engine, plan, restore_id, timeout=600, clock=timing)
 
     assert outcome.ok and outcome.seconds > 0, outcome.message
     with Session(engine) as session:
@@ -260,7 +223,7 @@ async def test_a_failed_restore_job_is_recorded_with_its_code_and_the_disk_state
     plan = await plan_restore(client, RestoreRequest(WEB_DATA, backup_id, None, SCRATCH), now=timing.now())
     restore_id = record_request(engine, plan, dry_run=False, at=timing.now())
 
-    outcome = await run_restore(client, engine, plan, restore_id, timeout=600, timing=timing)
+    outcome = await run_restore(client, engine, plan, restore_id, timeout=600, clock=timing)
 
     assert not outcome.ok and outcome.error_code == "VolumeBackup.0200"
     assert "error_restoring" in outcome.message
@@ -275,7 +238,7 @@ async def test_a_lost_restore_answer_is_followed_on_the_disk_not_sent_again(clie
     fault = {"operation": "vbs.restore_backup", "kind": "drop_after", "count": 1}
     emulator.control("POST", "/faults", json=fault).raise_for_status()
 
-    result = await restore_and_wait(client, backup_id, SCRATCH, timeout=3600, timing=timing)
+    result = await restore_and_wait(client, backup_id, SCRATCH, timeout=3600, clock=timing)
 
     assert result.ok and result.job_id is None, result.error
     assert result.disk.status == "available" and result.seconds > 0
@@ -350,7 +313,7 @@ async def test_a_drill_restores_into_a_scratch_disk_verifies_and_deletes_it(clie
         plan=plan,
         disk=disk(WEB_DATA, "web-01", "/dev/vdb"),
         timeout=3600,
-        timing=timing,
+        clock=timing,
     )
 
     assert result.ok and result.backup_id == backup_id, result.error
@@ -378,7 +341,7 @@ async def test_a_scratch_disk_that_could_not_be_deleted_fails_the_drill_and_is_c
         plan=plan,
         disk=disk(WEB_DATA, "web-01", "/dev/vdb"),
         timeout=3600,
-        timing=timing,
+        clock=timing,
     )
 
     assert not result.ok and result.error_code == "ScratchDelete" and "could not be deleted" in result.error
@@ -405,7 +368,7 @@ async def test_a_disk_without_a_good_backup_fails_its_drill_without_a_scratch_di
         plan=plan,
         disk=disk(WEB_DATA, "web-01", "/dev/vdb"),
         timeout=60,
-        timing=timing,
+        clock=timing,
     )
 
     assert not result.ok and result.error_code == "NoBackup" and result.scratch_volume_id is None

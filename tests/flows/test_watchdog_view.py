@@ -140,7 +140,8 @@ def test_the_run_name_reads_the_plan_as_json_or_as_a_plan_and_never_fails(monkey
     from types import SimpleNamespace
 
     import vbs_backup.flows.names as names
-    from vbs_backup.tasks.runtime import TimeSource, use_time_source
+    from vbs_backup.clock import Clock
+    from vbs_backup.tasks.runtime import use_clock
 
     def named(parameters) -> str:
         monkeypatch.setattr(
@@ -149,7 +150,7 @@ def test_the_run_name_reads_the_plan_as_json_or_as_a_plan_and_never_fails(monkey
         return names.watchdog_run_name()
 
     at = datetime(2026, 11, 30, 2, 30, tzinfo=UTC)
-    with use_time_source(TimeSource(now=lambda: at)):
+    with use_clock(Clock(now=lambda: at)):
         assert (
             named({"plan": {"name": "prod", "schedule_timezone": PARIS}})
             == "watchdog prod 2026-11-30 03:30 CET"

@@ -27,28 +27,30 @@ thousand). Where no mark exists yet (the first creates of a run in an empty proj
 Every job has its own deadline; a job past it ends as `timed_out` (with the id of its still-running
 backup, so that a later run can reconcile it) while the others go on.
 
-The sleep between rounds is injectable: tests pass a function that advances the emulator's clock, so no
-test waits on wall-clock time.
+The waiter waits with a `Clock` (vbs_backup.clock): tests pass one whose sleeping advances the emulator's
+clock, so no test waits on wall-clock time. It runs its own rounds rather than `poll_until`: one round
+answers every pending wait, each with its own deadline, and waits come and go while the rounds run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Protocol
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..cloud.errors import CloudError, NotFoundError
 from ..cloud.models.backups import UNREADABLE_STATUS, Backup
 from ..identity import CLOCK_SKEW
+from ..ledger.tables import DiskBackupStatus
+from .outcomes import from_backup, from_job
 
 log = logging.getLogger(__name__)
 
-Sleep = Callable[[float], Awaitable[None]]
 # Rounds without a visible backup before the job API is asked (then after twice as many, and so on).
 ASK_JOB_AFTER_ROUNDS = 2
 
@@ -66,7 +68,7 @@ class _JobsApi(Protocol):  # the VbsApi methods the waiter needs
 @dataclass(frozen=True)
 class JobResult:
     key: str  # the job id, or an identity key for a backup adopted without one
-    status: Literal["succeeded", "failed", "timed_out"]
+    status: DiskBackupStatus  # succeeded, failed or timed_out: the ledger's words for how a job ended
     backup_id: str | None = None
     error_code: str | None = None
     error_reason: str | None = None
@@ -95,13 +97,11 @@ class JobWaiter:
         vbs: _JobsApi,
         *,
         interval: float = 10.0,
-        sleep: Sleep = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         page_size: int = 1000,
     ) -> None:
         self._vbs = vbs
         self.interval = interval
-        self._sleep = sleep
         self._clock = clock
         self._page_size = page_size
         self._pending: dict[str, _Pending] = {}
@@ -138,7 +138,7 @@ class JobWaiter:
             marker,
             volume_id,
             backup_id,
-            self._clock() + timeout,
+            self._clock.monotonic() + timeout,
             future,
             _floor(since, seen_before),
             frozenset(exclude),
@@ -150,7 +150,7 @@ class JobWaiter:
     async def _run(self) -> None:
         try:
             while self._pending:
-                await self._sleep(self.interval)
+                await self._clock.sleep(self.interval)
                 await self._round()
         except BaseException as exc:  # never leave a waiter hanging on a dead loop
             for pending in list(self._pending.values()):
@@ -167,7 +167,7 @@ class JobWaiter:
             # a failed listing only costs this round: the jobs are asked directly below instead
             log.warning("backups list failed during a poll round (%s); asking the job API", exc)
             listed = None
-        now = self._clock()
+        now = self._clock.monotonic()
         for pending in list(self._pending.values()):
             if listed is None:
                 result = await (self._ask_job(pending) if pending.job_id else self._ask_backup(pending))
@@ -187,7 +187,7 @@ class JobWaiter:
     def note_listing(self, backups: Iterable[Backup]) -> None:
         """A listing that has been read in full: its newest backup raises `high_water` (the run's listing
         before any create gives the first creates their mark)."""
-        newest = max((b.created_at for b in backups if str(b.status) != UNREADABLE_STATUS), default=None)
+        newest = max((b.created_at for b in backups if b.status != UNREADABLE_STATUS), default=None)
         if newest is not None and (self.high_water is None or newest > self.high_water):
             self.high_water = newest
 
@@ -215,17 +215,20 @@ class JobWaiter:
             return await self._ask_job(pending) if pending.job_id else None
         if not candidates:
             if not pending.job_id:
-                return JobResult(pending.key, "failed", error_reason=f"backup {pending.marker} disappeared")
+                return JobResult(
+                    pending.key, DiskBackupStatus.failed, error_reason=f"backup {pending.marker} disappeared"
+                )
             pending.unseen_rounds += 1
             if pending.unseen_rounds < pending.ask_at:
                 return None
             pending.ask_at *= 2
             return await self._ask_job(pending)  # no backup visible yet, rounds after the create
         backup = candidates[0]
-        status = str(backup.status)
-        if status == "creating":
+        status = from_backup(backup.status)
+        if status is DiskBackupStatus.running:
             return None
-        if pending.job_id and status != "available":  # the job has the error code, or explains the status
+        if pending.job_id and status is not DiskBackupStatus.succeeded:
+            # the job has the error code, or explains the status
             return await self._ask_job(pending)
         return self._ended(pending, backup)
 
@@ -247,16 +250,19 @@ class JobWaiter:
         try:
             job = await self._vbs.get_job(pending.job_id)
         except NotFoundError:
-            return JobResult(pending.key, "failed", error_code="common.0011", error_reason="job not found")
+            return JobResult(
+                pending.key, DiskBackupStatus.failed, error_code="common.0011", error_reason="job not found"
+            )
         except CloudError as exc:
             log.warning("job %s status unknown (%s); asking the backup itself", pending.job_id, exc)
             return await self._ask_backup(pending)
-        if job.status == "SUCCESS":
-            return JobResult(pending.key, "succeeded", backup_id=job.backup_id)
-        if job.status == "FAIL":
+        status = from_job(job.status)
+        if status is DiskBackupStatus.succeeded:
+            return JobResult(pending.key, status, backup_id=job.backup_id)
+        if status is DiskBackupStatus.failed:
             return JobResult(
                 pending.key,
-                "failed",
+                status,
                 backup_id=job.backup_id,
                 error_code=job.error_code,
                 error_reason=job.fail_reason,
@@ -275,14 +281,17 @@ class JobWaiter:
         if backup is None:
             if pending.job_id:
                 return None  # not visible yet: the job's own answer will come
-            return JobResult(pending.key, "failed", error_reason=f"backup {pending.marker} disappeared")
+            return JobResult(
+                pending.key, DiskBackupStatus.failed, error_reason=f"backup {pending.marker} disappeared"
+            )
         return self._ended(pending, backup)
 
     def _ended(self, pending: _Pending, backup: Backup) -> JobResult | None:
-        if backup.status == "available":
-            return JobResult(pending.key, "succeeded", backup_id=backup.id)
-        if backup.status == "error":
-            return JobResult(pending.key, "failed", backup_id=backup.id, error_reason=backup.fail_reason)
+        status = from_backup(backup.status)
+        if status is DiskBackupStatus.succeeded:
+            return JobResult(pending.key, status, backup_id=backup.id)
+        if status is DiskBackupStatus.failed:
+            return JobResult(pending.key, status, backup_id=backup.id, error_reason=backup.fail_reason)
         return None
 
     async def _find(self, pending: _Pending) -> Backup | None:
@@ -308,7 +317,7 @@ class JobWaiter:
                     log.warning("%s: could not look up its backup: %s", what, exc)
         return JobResult(
             pending.key,
-            "timed_out",
+            DiskBackupStatus.timed_out,
             backup_id=backup_id,
             error_reason=f"{what} did not finish before its deadline",
         )

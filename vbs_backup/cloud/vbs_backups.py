@@ -10,14 +10,13 @@ auth, logging and error mapping are `CloudSession`'s.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
+from ..clock import SYSTEM_CLOCK, Clock, poll_until
 from .errors import InvalidResponseError, JobFailedError, JobTimeoutError
 from .models import (
     Backup,
@@ -310,21 +309,21 @@ class VbsBackupsApi(VbsBase):
         *,
         timeout: float = 1200.0,
         interval: float = 10.0,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> Job:
         """Poll `get_job` until SUCCESS (returns the job) or FAIL (raises `JobFailedError`); past `timeout`
         seconds raises `JobTimeoutError`. Other statuses, documented or not, mean "keep polling" (§2.8).
-        `sleep` and `clock` are injectable so that tests drive time instead of waiting for it."""
+        The `clock` is injectable so that tests drive time instead of waiting for it."""
         require_opaque_id("job_id", job_id)
-        deadline = clock() + timeout
-        while True:
-            job = await self.get_job(job_id)
-            if job.status == JobStatus.SUCCESS:
-                return job
-            if job.status == JobStatus.FAIL:
-                raise JobFailedError(job_id, job.error_code, job.fail_reason)
-            remaining = deadline - clock()
-            if remaining <= 0:
-                raise JobTimeoutError(job_id, timeout, str(job.status))
-            await sleep(min(interval, remaining))
+        job = await poll_until(
+            lambda: self.get_job(job_id),
+            lambda job: job.is_finished,
+            timeout=timeout,
+            interval=interval,
+            clock=clock,
+        )
+        if job.status == JobStatus.SUCCESS:
+            return job
+        if job.status == JobStatus.FAIL:
+            raise JobFailedError(job_id, job.error_code, job.fail_reason)
+        raise JobTimeoutError(job_id, timeout, str(job.status))

@@ -11,7 +11,7 @@ create answer is found by name), gets the scratch disk's id as soon as it exists
 what a killed one left behind. Drilled-good backups are marked on their `DiskBackup` row (``verified_at``),
 which retention's ``min_verified`` reads through :func:`verified_backup_ids`.
 
-Times are given by the caller (the flows' time source, virtual in tests); text is plain and never a secret.
+Times are given by the caller (the flows' clock, virtual in tests); text is plain and never a secret.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import TypeVar
 
 from sqlalchemy import func, or_
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from vbs_backup.ledger.repository import LedgerNotFoundError, record_verified
+from vbs_backup.ledger._rows import cut_text, get_row, save_row
+from vbs_backup.ledger.repository import record_verified
 from vbs_backup.ledger.tables import DiskBackup, StrEnumColumn, UTCDateTime, utcnow
 
 __all__ = [
@@ -47,8 +47,6 @@ __all__ = [
     "start_drill",
     "verified_backup_ids",
 ]
-
-MAX_TEXT = 2000
 
 
 class RestoreStatus(StrEnum):
@@ -106,32 +104,9 @@ class RestoreDrill(SQLModel, table=True):
     error: str | None = None
     started_at: datetime = Field(sa_type=UTCDateTime, index=True)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    # Restore request to checked disk, in the flow's time source: what an operator's RTO estimate needs.
+    # Restore request to checked disk, on the flow's clock: what an operator's RTO estimate needs.
     duration_seconds: float | None = None
     scratch_deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-
-
-def _cut(text: str | None) -> str | None:
-    if text is None:
-        return None
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
-
-
-T = TypeVar("T", bound=SQLModel)
-
-
-def _save(session: Session, row: T) -> T:
-    session.add(row)
-    session.commit()
-    session.refresh(row)
-    return row
-
-
-def _get(session: Session, model: type[T], row_id: int) -> T:
-    row = session.get(model, row_id)
-    if row is None:
-        raise LedgerNotFoundError(f"no {model.__name__} with id {row_id}")
-    return row
 
 
 # ---------------------------------------------------------------------------------------------- restores
@@ -153,7 +128,7 @@ def record_restore_request(
     otherwise the row is the ``intent`` written before the restore call."""
     status = RestoreStatus.refused if refused else RestoreStatus.dry_run if dry_run else RestoreStatus.intent
     final = status is not RestoreStatus.intent
-    return _save(
+    return save_row(
         session,
         Restore(
             flow_run_id=flow_run_id,
@@ -163,7 +138,7 @@ def record_restore_request(
             backup_name=backup_name,
             dry_run=dry_run,
             status=status,
-            error=_cut(refused),
+            error=cut_text(refused),
             requested_at=at,
             finished_at=at if final else None,
         ),
@@ -171,10 +146,10 @@ def record_restore_request(
 
 
 def record_restore_submitted(*, session: Session, restore_id: int, job_id: str) -> Restore:
-    row = _get(session, Restore, restore_id)
+    row = get_row(session, Restore, restore_id)
     row.job_id = job_id
     row.status = RestoreStatus.submitted
-    return _save(session, row)
+    return save_row(session, row)
 
 
 def finish_restore(
@@ -190,12 +165,12 @@ def finish_restore(
     status = RestoreStatus(status)
     if status not in (RestoreStatus.succeeded, RestoreStatus.failed, RestoreStatus.timed_out):
         raise ValueError(f"finish_restore takes succeeded, failed or timed_out, not {status.value!r}")
-    row = _get(session, Restore, restore_id)
+    row = get_row(session, Restore, restore_id)
     row.status = status
     row.finished_at = at
-    row.error_code = _cut(error_code)
-    row.error = _cut(error)
-    return _save(session, row)
+    row.error_code = cut_text(error_code)
+    row.error = cut_text(error)
+    return save_row(session, row)
 
 
 def recent_restores(*, session: Session, limit: int = 20) -> list[Restore]:
@@ -217,7 +192,7 @@ def start_drill(
     flow_run_id: str | None = None,
 ) -> RestoreDrill:
     """Record that a drill of this disk starts (before its scratch disk is created)."""
-    return _save(
+    return save_row(
         session,
         RestoreDrill(
             flow_run_id=flow_run_id,
@@ -234,17 +209,17 @@ def record_scratch_volume(
     *, session: Session, drill_id: int, scratch_name: str, scratch_volume_id: str | None = None
 ) -> RestoreDrill:
     """The scratch disk's name (before the create call) and, once known, its id."""
-    row = _get(session, RestoreDrill, drill_id)
+    row = get_row(session, RestoreDrill, drill_id)
     row.scratch_name = scratch_name
     if scratch_volume_id:
         row.scratch_volume_id = scratch_volume_id
-    return _save(session, row)
+    return save_row(session, row)
 
 
 def record_drill_job(*, session: Session, drill_id: int, job_id: str) -> RestoreDrill:
-    row = _get(session, RestoreDrill, drill_id)
+    row = get_row(session, RestoreDrill, drill_id)
     row.job_id = job_id
-    return _save(session, row)
+    return save_row(session, row)
 
 
 def finish_drill(
@@ -260,13 +235,13 @@ def finish_drill(
     status = DrillStatus(status)
     if status is DrillStatus.running:
         raise ValueError("finish_drill takes passed or failed")
-    row = _get(session, RestoreDrill, drill_id)
+    row = get_row(session, RestoreDrill, drill_id)
     row.status = status
     row.finished_at = at
     row.duration_seconds = duration_seconds
-    row.error_code = _cut(error_code)
-    row.error = _cut(error)
-    return _save(session, row)
+    row.error_code = cut_text(error_code)
+    row.error = cut_text(error)
+    return save_row(session, row)
 
 
 def record_scratch_deleted(
@@ -274,11 +249,11 @@ def record_scratch_deleted(
 ) -> RestoreDrill:
     """The scratch disk is gone; a drill that had passed but could not clean up is marked failed by the
     caller through `error` (appended, so the restore's own result stays readable)."""
-    row = _get(session, RestoreDrill, drill_id)
+    row = get_row(session, RestoreDrill, drill_id)
     row.scratch_deleted_at = at
     if error:
-        row.error = _cut(f"{row.error}; {error}" if row.error else error)
-    return _save(session, row)
+        row.error = cut_text(f"{row.error}; {error}" if row.error else error)
+    return save_row(session, row)
 
 
 def leftover_scratch_drills(*, session: Session, started_before: datetime) -> list[RestoreDrill]:

@@ -5,20 +5,21 @@ A task that ended `EXECUTE_FAIL` or `EXECUTE_TIMEOUT` within the audit window is
 for has no new policy backup (§4.13: for a timeout the backup may exist anyway; the finding says so). The
 window is judged on the task's end (`finished_at`, else `created_at`), so an hourly audit with a one-hour
 window still sees a task that started before the window and failed inside it. `SKIP` is reported, not a
-finding (its meaning is unconfirmed).
+finding (its meaning is unconfirmed). The ledger is written in a thread (`asyncio.to_thread`), off the
+event loop, as the nightly run does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from ..clock import SYSTEM_CLOCK, Clock, poll_until
 from ..cloud import CloudClient
 from ..cloud.errors import NotFoundError
 from ..cloud.models.policies import Policy, PolicyTask, TaskStatus
@@ -37,9 +38,9 @@ __all__ = [
     "find_policy",
 ]
 
-PROBLEMS = frozenset({TaskStatus.EXECUTE_FAIL.value, TaskStatus.EXECUTE_TIMEOUT.value})
+PROBLEMS = frozenset({TaskStatus.EXECUTE_FAIL, TaskStatus.EXECUTE_TIMEOUT})
 FINISHED = frozenset(
-    {TaskStatus.EXECUTE_SUCCESS.value, TaskStatus.SKIP.value, *PROBLEMS}
+    {TaskStatus.EXECUTE_SUCCESS, TaskStatus.SKIP, *PROBLEMS}
 )  # WAITING and RUNNING are not; an undocumented status counts as unfinished
 TASK_PAGE = 100
 
@@ -82,8 +83,7 @@ async def audit_policy(
         sighting(policy, t)
         async for t in client.vbs.iter_policy_tasks(policy.backup_policy_id, page_size=TASK_PAGE)
     ]
-    with Session(engine) as session:
-        inserted, updated = upsert_policy_tasks(session=session, tasks=tasks, seen_at=now)
+    inserted, updated = await asyncio.to_thread(_record_tasks, engine, tasks, now)
     audit = PolicyAudit(
         policy.backup_policy_id,
         policy.backup_policy_name or policy.backup_policy_id,
@@ -97,10 +97,15 @@ async def audit_policy(
             continue
         if task.status in PROBLEMS:
             audit.findings.append(task)
-        elif task.status == TaskStatus.SKIP.value:
+        elif task.status == TaskStatus.SKIP:
             audit.skipped += 1
     audit.findings.sort(key=lambda t: (t.finished_at or t.created_at, t.job_id))
     return audit
+
+
+def _record_tasks(engine: Engine, tasks: list[TaskSighting], seen_at: datetime) -> tuple[int, int]:
+    with Session(engine) as session:
+        return upsert_policy_tasks(session=session, tasks=tasks, seen_at=seen_at)
 
 
 async def disk_names(client: CloudClient, volume_ids: Iterable[str]) -> dict[str, str]:
@@ -120,7 +125,7 @@ async def disk_names(client: CloudClient, volume_ids: Iterable[str]) -> dict[str
 def finding_text(task: TaskSighting, names: dict[str, str]) -> str:
     disk = names.get(task.resource_id or "", task.resource_id or "unknown disk")
     text = f"policy {task.policy_name or task.policy_id}: disk {disk} backup {task.backup_name} {task.status}"
-    if task.status == TaskStatus.EXECUTE_TIMEOUT.value:
+    if task.status == TaskStatus.EXECUTE_TIMEOUT:
         text += " (check whether that backup exists and is available, §4.13)"
     return text
 
@@ -162,7 +167,7 @@ class Execution:
 
     @property
     def problems(self) -> list[PolicyTask]:
-        return [t for t in self.tasks if str(t.status) in PROBLEMS]
+        return [t for t in self.tasks if t.status in PROBLEMS]
 
 
 async def execute_policy_by_name(
@@ -172,8 +177,7 @@ async def execute_policy_by_name(
     wait: bool = False,
     timeout: float = 3600.0,
     interval: float = 30.0,
-    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Execution:
     """Run the policy now; with `wait`, follow the tasks it started until each ended or `timeout` passed.
     Its tasks are those absent from the task list before the call (one task per member disk)."""
@@ -186,15 +190,19 @@ async def execute_policy_by_name(
     if not wait:
         return execution
     expected = policy.policy_resource_count
-    deadline = clock() + timeout
-    while True:
-        execution.tasks = await _new_tasks(client, policy.backup_policy_id, before)
-        execution.finished = len(execution.tasks) >= expected and all(
-            str(t.status) in FINISHED for t in execution.tasks
-        )
-        if execution.finished or clock() >= deadline:
-            return execution
-        await sleep(min(interval, max(deadline - clock(), 0)))
+
+    def all_ended(tasks: list[PolicyTask]) -> bool:
+        return len(tasks) >= expected and all(t.status in FINISHED for t in tasks)
+
+    execution.tasks = await poll_until(
+        lambda: _new_tasks(client, policy.backup_policy_id, before),
+        all_ended,
+        timeout=timeout,
+        interval=interval,
+        clock=clock,
+    )
+    execution.finished = all_ended(execution.tasks)
+    return execution
 
 
 async def _new_tasks(client: CloudClient, policy_id: str, before: set[str]) -> list[PolicyTask]:

@@ -12,10 +12,14 @@ create answer or a crash can always be traced to a disk and cleaned up.
 A scratch disk is an empty EVS disk of the backup's size in the source disk's AZ and volume type,
 restored through VBS (`restore_backup`, the operation a real recovery uses), rather than an EVS disk created
 from the backup: the drill tests the restore path an operator would take.
+
+The ledger is written in a thread (`asyncio.to_thread`), as the nightly run does: a drill's waits and
+calls go on while a write waits for the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -26,10 +30,11 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from ..backup.targets import DiskTarget
+from ..clock import Clock, poll_until
 from ..cloud import CloudClient
 from ..cloud.errors import ApiError, CloudError, NotFoundError, TransportError
-from ..cloud.models.backups import Backup
-from ..cloud.models.evs import Volume
+from ..cloud.models.backups import Backup, BackupStatus
+from ..cloud.models.evs import Volume, VolumeStatus
 from ..ledger.restores import (
     DrillStatus,
     finish_drill,
@@ -41,7 +46,7 @@ from ..ledger.restores import (
     start_drill,
 )
 from ..plan import BackupPlan
-from .restore import POLL_SECONDS, Timing, restore_and_wait
+from .restore import POLL_SECONDS, restore_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +124,8 @@ async def newest_good_backup(client: CloudClient, volume_id: str) -> Backup | No
     """The disk's newest `available` backup, whoever made it: the one a recovery would use."""
     found = [
         b
-        async for b in client.vbs.iter_backup_details(volume_id=volume_id, status="available")
-        if b.volume_id == volume_id and str(b.status) == "available"
+        async for b in client.vbs.iter_backup_details(volume_id=volume_id, status=BackupStatus.AVAILABLE)
+        if b.volume_id == volume_id and b.status == BackupStatus.AVAILABLE
     ]
     return max(found, key=lambda b: (b.created_at, b.id), default=None)
 
@@ -139,7 +144,7 @@ async def create_scratch(
     volume_type: str,
     zone: str,
     timeout: float,
-    timing: Timing,
+    clock: Clock,
     interval: float = POLL_SECONDS,
 ) -> Volume:
     """Create the scratch disk and wait until it is `available`. The real EVS answers only a job id (the
@@ -158,18 +163,24 @@ async def create_scratch(
         if not exc.may_have_reached_server:
             raise
         log.warning("create answer for scratch disk %s lost; looking it up by name", name)
-    started = timing.monotonic()
-    while True:
-        disk = await _scratch_disk(client, name, volume_id)
-        if disk is not None and str(disk.status) == "available":
-            return disk
-        if disk is not None and str(disk.status).startswith("error"):
-            raise DrillError("ScratchDisk", f"scratch disk {name} ({disk.id}) is {disk.status}")
-        waited = timing.monotonic() - started
-        if waited >= timeout:
-            state = f"is {disk.status}" if disk is not None else "was not found"
-            raise DrillError("ScratchDisk", f"scratch disk {name} {state} after {timeout / 60:g} minutes")
-        await timing.sleep(min(interval, timeout - waited))
+    disk = await poll_until(
+        lambda: _scratch_disk(client, name, volume_id),
+        lambda disk: disk is not None and (disk.status == VolumeStatus.AVAILABLE or _in_error(disk)),
+        timeout=timeout,
+        interval=interval,
+        clock=clock,
+    )
+    if disk is not None and disk.status == VolumeStatus.AVAILABLE:
+        return disk
+    if disk is not None and _in_error(disk):
+        raise DrillError("ScratchDisk", f"scratch disk {name} ({disk.id}) is {disk.status}")
+    state = f"is {disk.status}" if disk is not None else "was not found"
+    raise DrillError("ScratchDisk", f"scratch disk {name} {state} after {timeout / 60:g} minutes")
+
+
+def _in_error(disk: Volume) -> bool:
+    """Any error status, documented (`error`, `error_restoring`) or not (`error_extending`, ...)."""
+    return str(disk.status).startswith("error")
 
 
 async def _scratch_disk(client: CloudClient, name: str, volume_id: str | None) -> Volume | None:
@@ -226,7 +237,7 @@ async def drill_disk(
     plan: BackupPlan,
     disk: DiskTarget,
     timeout: float,
-    timing: Timing,
+    clock: Clock,
     interval: float = POLL_SECONDS,
     flow_run_id: str | None = None,
 ) -> DrillResult:
@@ -237,18 +248,7 @@ async def drill_disk(
         backup = await newest_good_backup(client, disk.volume_id)
     except CloudError as exc:  # recorded as this disk's failed drill; the other disks go on
         backup, lookup_error = None, f"could not list the backups of disk {disk.label}: {exc}"
-    with Session(engine) as session:
-        row = start_drill(
-            session=session,
-            volume_id=disk.volume_id,
-            disk_label=disk.label,
-            backup_id=backup.id if backup else None,
-            backup_name=backup.name if backup else None,
-            at=timing.now(),
-            flow_run_id=flow_run_id,
-        )
-    assert row.id is not None
-    drill_id = row.id
+    drill_id = await asyncio.to_thread(_start, engine, disk, backup, clock.now(), flow_run_id)
     progress = _Progress()
     if lookup_error is not None:
         progress.code, progress.error = "BackupLookup", lookup_error
@@ -256,34 +256,23 @@ async def drill_disk(
         progress.code, progress.error = "NoBackup", f"disk {disk.label} has no available backup to restore"
     else:
         name = scratch_name(plan, drill_id, disk)
-        with Session(engine) as session:
-            record_scratch_volume(session=session, drill_id=drill_id, scratch_name=name)
+        await asyncio.to_thread(_record_scratch, engine, drill_id, name)
         try:
             await _restore_into_scratch(
-                client, engine, drill_id, disk, backup, name, progress, timeout, timing, interval
+                client, engine, drill_id, disk, backup, name, progress, timeout, clock, interval
             )
         except (CloudError, DrillError) as exc:
             progress.code, progress.error = _code(exc), str(exc)
         finally:
             cleanup = await delete_scratch(client, name, progress.scratch_id)
-            with Session(engine) as session:
-                if cleanup is None:
-                    record_scratch_deleted(session=session, drill_id=drill_id, at=timing.now())
-            if cleanup is not None:
+            if cleanup is None:
+                await asyncio.to_thread(_record_deleted, engine, drill_id, clock.now())
+            else:
                 progress.code = progress.code or "ScratchDelete"
                 progress.error = f"{progress.error}; {cleanup}" if progress.error else cleanup
     passed = progress.error is None
     status = DrillStatus.passed if passed else DrillStatus.failed
-    with Session(engine) as session:
-        finish_drill(
-            session=session,
-            drill_id=drill_id,
-            status=status,
-            at=timing.now(),
-            duration_seconds=progress.seconds,
-            error_code=progress.code,
-            error=progress.error,
-        )
+    await asyncio.to_thread(_finish, engine, drill_id, status, clock.now(), progress)
     return DrillResult(
         drill_id,
         disk.label,
@@ -307,7 +296,7 @@ async def _restore_into_scratch(
     name: str,
     progress: _Progress,
     timeout: float,
-    timing: Timing,
+    clock: Clock,
     interval: float,
 ) -> None:
     source = await client.evs.get_volume(disk.volume_id)
@@ -322,26 +311,22 @@ async def _restore_into_scratch(
         volume_type=source.volume_type or DEFAULT_VOLUME_TYPE,
         zone=zone,
         timeout=timeout,
-        timing=timing,
+        clock=clock,
         interval=interval,
     )
     progress.scratch_id = scratch.id
-    with Session(engine) as session:
-        record_scratch_volume(
-            session=session, drill_id=drill_id, scratch_name=name, scratch_volume_id=scratch.id
-        )
+    await asyncio.to_thread(_record_scratch, engine, drill_id, name, scratch.id)
 
-    def submitted(job_id: str) -> None:
+    async def submitted(job_id: str) -> None:
         progress.job_id = job_id
-        with Session(engine) as session:
-            record_drill_job(session=session, drill_id=drill_id, job_id=job_id)
+        await asyncio.to_thread(_record_job, engine, drill_id, job_id)
 
     result = await restore_and_wait(
         client,
         backup.id,
         scratch.id,
         timeout=timeout,
-        timing=timing,
+        clock=clock,
         interval=interval,
         on_submitted=submitted,
     )
@@ -354,8 +339,7 @@ async def _restore_into_scratch(
         progress.code = "DiskSize"
         progress.error = f"restored scratch disk has {restored.size} GiB, expected {size} GiB"
         return
-    with Session(engine) as session:
-        mark_backup_verified(session=session, backup_id=backup.id, at=timing.now())
+    await asyncio.to_thread(_mark_verified, engine, backup.id, clock.now())
 
 
 async def clean_leftovers(
@@ -363,27 +347,97 @@ async def clean_leftovers(
 ) -> list[str]:
     """Delete the scratch disks earlier drills left behind (a killed run, a failed delete); returns what
     could not be deleted. A drill that was still `running` is closed as failed: its run is gone."""
-    with Session(engine) as session:
-        rows = leftover_scratch_drills(session=session, started_before=started_before)
-        leftovers = [(r.id, r.scratch_name, r.scratch_volume_id, r.status) for r in rows]
+    leftovers = await asyncio.to_thread(_leftovers, engine, started_before)
     problems = []
     for drill_id, name, volume_id, status in leftovers:
-        assert drill_id is not None and name is not None
         error = await delete_scratch(client, name, volume_id)
-        with Session(engine) as session:
-            if status is DrillStatus.running:
-                finish_drill(
-                    session=session,
-                    drill_id=drill_id,
-                    status=DrillStatus.failed,
-                    at=now,
-                    error_code="Interrupted",
-                    error="the run that started this drill ended before it finished",
-                )
-            if error is None:
-                record_scratch_deleted(session=session, drill_id=drill_id, at=now)
+        await asyncio.to_thread(_close_leftover, engine, drill_id, status, deleted=error is None, at=now)
         if error is not None:
             problems.append(f"leftover of drill {drill_id}: {error}")
         else:
             log.info("deleted scratch disk %s left by drill %d", name, drill_id)
     return problems
+
+
+# --------------------------------------------------------------------------------------------------------
+# Ledger writes: synchronous, so the coroutines above run them in a thread (`asyncio.to_thread`)
+
+
+def _start(
+    engine: Engine, disk: DiskTarget, backup: Backup | None, at: datetime, flow_run_id: str | None
+) -> int:
+    with Session(engine) as session:
+        row = start_drill(
+            session=session,
+            volume_id=disk.volume_id,
+            disk_label=disk.label,
+            backup_id=backup.id if backup else None,
+            backup_name=backup.name if backup else None,
+            at=at,
+            flow_run_id=flow_run_id,
+        )
+        assert row.id is not None
+        return row.id
+
+
+def _record_scratch(engine: Engine, drill_id: int, name: str, volume_id: str | None = None) -> None:
+    with Session(engine) as session:
+        record_scratch_volume(
+            session=session, drill_id=drill_id, scratch_name=name, scratch_volume_id=volume_id
+        )
+
+
+def _record_job(engine: Engine, drill_id: int, job_id: str) -> None:
+    with Session(engine) as session:
+        record_drill_job(session=session, drill_id=drill_id, job_id=job_id)
+
+
+def _record_deleted(engine: Engine, drill_id: int, at: datetime) -> None:
+    with Session(engine) as session:
+        record_scratch_deleted(session=session, drill_id=drill_id, at=at)
+
+
+def _mark_verified(engine: Engine, backup_id: str, at: datetime) -> None:
+    with Session(engine) as session:
+        mark_backup_verified(session=session, backup_id=backup_id, at=at)
+
+
+def _finish(engine: Engine, drill_id: int, status: DrillStatus, at: datetime, progress: _Progress) -> None:
+    with Session(engine) as session:
+        finish_drill(
+            session=session,
+            drill_id=drill_id,
+            status=status,
+            at=at,
+            duration_seconds=progress.seconds,
+            error_code=progress.code,
+            error=progress.error,
+        )
+
+
+def _leftovers(engine: Engine, started_before: datetime) -> list[tuple[int, str, str | None, DrillStatus]]:
+    """The drills whose scratch disk may still exist: (drill id, scratch name, its id if known, status)."""
+    leftovers = []
+    with Session(engine) as session:
+        for row in leftover_scratch_drills(session=session, started_before=started_before):
+            assert row.id is not None and row.scratch_name is not None
+            leftovers.append((row.id, row.scratch_name, row.scratch_volume_id, row.status))
+    return leftovers
+
+
+def _close_leftover(
+    engine: Engine, drill_id: int, status: DrillStatus, *, deleted: bool, at: datetime
+) -> None:
+    """A leftover's drill that was still `running` ends failed; a deleted scratch disk is recorded."""
+    with Session(engine) as session:
+        if status is DrillStatus.running:
+            finish_drill(
+                session=session,
+                drill_id=drill_id,
+                status=DrillStatus.failed,
+                at=at,
+                error_code="Interrupted",
+                error="the run that started this drill ended before it finished",
+            )
+        if deleted:
+            record_scratch_deleted(session=session, drill_id=drill_id, at=at)

@@ -8,7 +8,7 @@ ledger written first.
   as large as the backup; the backup is `available` and this project's own (a backup shared *to* us can
   only create a new disk through EVS, never restore an existing one). Nothing is changed by it.
 * `restore_and_wait` calls the cloudbackups restore (a job, `bksRestoreBackup`), waits for the job with an
-  injectable time source and reads the target disk back. It never re-sends the restore after a lost
+  injectable `Clock` and reads the target disk back. It never re-sends the restore after a lost
   answer: it follows the disk's status instead (a second restore would only be refused or, worse, run
   twice). Drills reuse it; `run_restore` wraps it with the ledger.
 
@@ -19,15 +19,16 @@ one go, and keeps a refused request from touching the cloud at all.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol
 
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from ..clock import Clock, poll_until
 from ..cloud import CloudClient
 from ..cloud.errors import (
     ApiError,
@@ -37,9 +38,9 @@ from ..cloud.errors import (
     NotFoundError,
     TransportError,
 )
-from ..cloud.models.backups import Backup
+from ..cloud.models.backups import Backup, BackupStatus
 from ..cloud.models.common import require_uuid
-from ..cloud.models.evs import Volume
+from ..cloud.models.evs import Volume, VolumeStatus
 from ..ledger.restores import (
     RestoreStatus,
     finish_restore,
@@ -54,7 +55,6 @@ __all__ = [
     "RestorePlan",
     "RestoreRequest",
     "RestoreResult",
-    "Timing",
     "as_utc",
     "plan_restore",
     "record_request",
@@ -64,14 +64,6 @@ __all__ = [
 
 # The reference advises polling jobs no faster than every 5-10 s (§5f).
 POLL_SECONDS = 10.0
-
-
-class Timing(Protocol):
-    """How to wait and tell time (`tasks.runtime.TimeSource` fits): tests pass the emulator's clock."""
-
-    def sleep(self, seconds: float) -> Awaitable[None]: ...
-    def monotonic(self) -> float: ...
-    def now(self) -> datetime: ...
 
 
 def as_utc(when: datetime) -> datetime:
@@ -179,8 +171,10 @@ async def _choose_backup(
     before = as_utc(request.before or now)
     found = [
         b
-        async for b in client.vbs.iter_backup_details(volume_id=request.volume_id, status="available")
-        if b.volume_id == request.volume_id and str(b.status) == "available" and b.created_at < before
+        async for b in client.vbs.iter_backup_details(
+            volume_id=request.volume_id, status=BackupStatus.AVAILABLE
+        )
+        if b.volume_id == request.volume_id and b.status == BackupStatus.AVAILABLE and b.created_at < before
     ]
     if not found:
         problems.append(
@@ -209,7 +203,7 @@ async def _missing_backup(client: CloudClient, backup_id: str) -> str:
 
 def _check_backup(client: CloudClient, request: RestoreRequest, backup: Backup, problems: list[str]) -> None:
     name = f"{backup.name or ''} ({backup.id})".strip()
-    if str(backup.status) != "available":
+    if backup.status != BackupStatus.AVAILABLE:
         problems.append(
             f"backup {name} is {backup.status}; only an available backup can be restored (VolumeBackup.0089)"
         )
@@ -231,24 +225,26 @@ async def _check_target(client: CloudClient, target_id: str, problems: list[str]
     except NotFoundError:
         problems.append(f"target disk {target_id} does not exist")
         return None
-    status = str(target.status)
-    running = [b async for b in client.vbs.iter_backup_details(volume_id=target_id, status="creating")]
-    if status == "in-use" or target.attachments:
+    status = target.status
+    running = [
+        b async for b in client.vbs.iter_backup_details(volume_id=target_id, status=BackupStatus.CREATING)
+    ]
+    if status == VolumeStatus.IN_USE or target.attachments:
         servers = ", ".join(target.server_ids) or "a server"
         problems.append(
             f"target disk {_label(target)} is attached to server {servers} ({status}): stop the server and "
             "detach the disk first; VBS restores detached disks only (§2.3, §4.10), re-attach it afterwards"
         )
-    elif status == "error":
+    elif status == VolumeStatus.ERROR:
         problems.append(
             f"target disk {_label(target)} is in error and cannot be restored (VolumeBackup.0202)"
         )
-    elif status not in ("available", "backing-up"):
+    elif status not in (VolumeStatus.AVAILABLE, VolumeStatus.BACKING_UP):
         problems.append(
             f"target disk {_label(target)} is {status}; it must be available (detached and idle) "
             "(VolumeBackup.0205)"
         )
-    if running or status == "backing-up":
+    if running or status == VolumeStatus.BACKING_UP:
         names = ", ".join(b.name or b.id for b in running) or "a backup"
         problems.append(
             f"a backup of target disk {_label(target)} is being created ({names}): wait until it ends "
@@ -263,9 +259,10 @@ async def _check_target(client: CloudClient, target_id: str, problems: list[str]
 
 @dataclass(frozen=True)
 class RestoreResult:
-    """How one restore call ended. `seconds` runs from the call to the checked disk (time source)."""
+    """How one restore call ended (succeeded, failed or timed_out: the ledger's words). `seconds` runs from
+    the call to the checked disk (on the clock)."""
 
-    status: Literal["succeeded", "failed", "timed_out"]
+    status: RestoreStatus
     seconds: float
     job_id: str | None = None
     error_code: str | None = None
@@ -274,7 +271,7 @@ class RestoreResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == "succeeded"
+        return self.status is RestoreStatus.succeeded
 
 
 async def restore_and_wait(
@@ -283,44 +280,40 @@ async def restore_and_wait(
     volume_id: str,
     *,
     timeout: float,
-    timing: Timing,
+    clock: Clock,
     interval: float = POLL_SECONDS,
-    on_submitted: Callable[[str], None] | None = None,
+    on_submitted: Callable[[str], Awaitable[None]] | None = None,
 ) -> RestoreResult:
     """Restore `volume_id` from `backup_id`, wait for the job, read the disk back. Refusals and failures
     come back as a failed result (with the cloud's code), never as an exception, so the caller's cleanup
-    and ledger write always happen."""
-    started = timing.monotonic()
+    and ledger write always happen. `on_submitted` is awaited with the job id as soon as there is one."""
+    started = clock.monotonic()
 
     def took() -> float:
-        return max(0.0, timing.monotonic() - started)
+        return max(0.0, clock.monotonic() - started)
 
     try:
         job_id = await client.vbs.restore_backup(backup_id, volume_id)
     except TransportError as exc:
         if not exc.may_have_reached_server:
-            return RestoreResult("failed", took(), error_code="TransportError", error=str(exc))
+            return RestoreResult(RestoreStatus.failed, took(), error_code="TransportError", error=str(exc))
         # The answer was lost, the restore may be running: follow the disk, never send it twice.
         log.warning("restore answer lost for disk %s; following the disk's status", volume_id)
-        return await _follow_disk(
-            client, volume_id, started, timeout=timeout, timing=timing, interval=interval
-        )
+        return await _follow_disk(client, volume_id, started, timeout=timeout, clock=clock, interval=interval)
     except ApiError as exc:
-        return RestoreResult("failed", took(), error_code=exc.code, error=str(exc))
+        return RestoreResult(RestoreStatus.failed, took(), error_code=exc.code, error=str(exc))
     if on_submitted is not None:
-        on_submitted(job_id)
+        await on_submitted(job_id)
     try:
-        await client.vbs.wait_for_job(
-            job_id, timeout=timeout, interval=interval, sleep=timing.sleep, clock=timing.monotonic
-        )
+        await client.vbs.wait_for_job(job_id, timeout=timeout, interval=interval, clock=clock)
     except JobFailedError as exc:
         disk = await _read_disk(client, volume_id)
         state = f"; disk {volume_id} is now {disk.status}" if disk is not None else ""
         text = f"restore job {job_id} failed: {exc.error_code or 'no code'} {exc.fail_reason or ''}".strip()
-        return RestoreResult("failed", took(), job_id, exc.error_code, text + state, disk)
+        return RestoreResult(RestoreStatus.failed, took(), job_id, exc.error_code, text + state, disk)
     except JobTimeoutError:
         return RestoreResult(
-            "timed_out",
+            RestoreStatus.timed_out,
             took(),
             job_id,
             "JobTimeoutError",
@@ -330,19 +323,19 @@ async def restore_and_wait(
     except CloudError as exc:
         code = exc.code if isinstance(exc, ApiError) else type(exc).__name__
         text = f"lost track of restore job {job_id} (it may still be running): {exc}"
-        return RestoreResult("failed", took(), job_id, code, text)
+        return RestoreResult(RestoreStatus.failed, took(), job_id, code, text)
     return _checked(await _read_disk(client, volume_id), volume_id, took(), job_id)
 
 
 def _checked(disk: Volume | None, volume_id: str, seconds: float, job_id: str | None) -> RestoreResult:
     if disk is None:
         return RestoreResult(
-            "failed", seconds, job_id, "NotFound", f"disk {volume_id} vanished after restore"
+            RestoreStatus.failed, seconds, job_id, "NotFound", f"disk {volume_id} vanished after restore"
         )
-    if str(disk.status) != "available":
+    if disk.status != VolumeStatus.AVAILABLE:
         text = f"restore ended but disk {volume_id} is {disk.status}, not available"
-        return RestoreResult("failed", seconds, job_id, "DiskState", text, disk)
-    return RestoreResult("succeeded", seconds, job_id, disk=disk)
+        return RestoreResult(RestoreStatus.failed, seconds, job_id, "DiskState", text, disk)
+    return RestoreResult(RestoreStatus.succeeded, seconds, job_id, disk=disk)
 
 
 async def _read_disk(client: CloudClient, volume_id: str) -> Volume | None:
@@ -354,25 +347,26 @@ async def _read_disk(client: CloudClient, volume_id: str) -> Volume | None:
 
 
 async def _follow_disk(
-    client: CloudClient, volume_id: str, started: float, *, timeout: float, timing: Timing, interval: float
+    client: CloudClient, volume_id: str, started: float, *, timeout: float, clock: Clock, interval: float
 ) -> RestoreResult:
     """Without a job id: the disk is `restoring-backup` while the restore runs, then `available` or
-    `error_restoring` (§2.3, §6.4)."""
-    while True:
-        disk = await _read_disk(client, volume_id)
-        seconds = max(0.0, timing.monotonic() - started)
-        if disk is not None and str(disk.status) == "error_restoring":
-            return RestoreResult(
-                "failed", seconds, None, "error_restoring", f"disk {volume_id} is error_restoring", disk
-            )
-        if disk is not None and str(disk.status) != "restoring-backup":
-            return _checked(disk, volume_id, seconds, None)
-        if seconds >= timeout:
-            text = (
-                f"disk {volume_id} still restoring after {timeout / 60:g} minutes (restore answer was lost)"
-            )
-            return RestoreResult("timed_out", seconds, None, "JobTimeoutError", text, disk)
-        await timing.sleep(min(interval, timeout - seconds))
+    `error_restoring` (§2.3, §6.4). A disk that cannot be read is asked again, until the deadline."""
+    disk = await poll_until(
+        lambda: _read_disk(client, volume_id),
+        lambda disk: disk is not None and disk.status != VolumeStatus.RESTORING_BACKUP,
+        timeout=timeout,
+        interval=interval,
+        clock=clock,
+        started=started,
+    )
+    seconds = max(0.0, clock.monotonic() - started)
+    if disk is not None and disk.status == VolumeStatus.ERROR_RESTORING:
+        text = f"disk {volume_id} is error_restoring"
+        return RestoreResult(RestoreStatus.failed, seconds, None, "error_restoring", text, disk)
+    if disk is not None and disk.status != VolumeStatus.RESTORING_BACKUP:
+        return _checked(disk, volume_id, seconds, None)
+    text = f"disk {volume_id} still restoring after {timeout / 60:g} minutes (restore answer was lost)"
+    return RestoreResult(RestoreStatus.timed_out, seconds, None, "JobTimeoutError", text, disk)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -421,40 +415,50 @@ async def run_restore(
     restore_id: int,
     *,
     timeout: float,
-    timing: Timing,
+    clock: Clock,
     interval: float = POLL_SECONDS,
 ) -> RestoreOutcome:
-    """Restore as planned (the intent row `restore_id` exists), recording the job id and the outcome."""
+    """Restore as planned (the intent row `restore_id` exists), recording the job id and the outcome. The
+    ledger writes run in a thread (`asyncio.to_thread`), off the event loop."""
     if not plan.ok or plan.backup is None or plan.target is None:
         raise ValueError("run_restore needs a plan whose preconditions all hold")
     backup, target = plan.backup, plan.target
 
-    def submitted(job_id: str) -> None:
-        with Session(engine) as session:
-            record_restore_submitted(session=session, restore_id=restore_id, job_id=job_id)
+    async def submitted(job_id: str) -> None:
+        await asyncio.to_thread(_write_submitted, engine, restore_id, job_id)
 
     result = await restore_and_wait(
         client,
         backup.id,
         target.id,
         timeout=timeout,
-        timing=timing,
+        clock=clock,
         interval=interval,
         on_submitted=submitted,
     )
-    status = RestoreStatus(result.status)
-    with Session(engine) as session:
-        finish_restore(
-            session=session,
-            restore_id=restore_id,
-            status=status,
-            at=timing.now(),
-            error_code=result.error_code,
-            error=result.error,
-        )
+    await asyncio.to_thread(_write_finished, engine, restore_id, result, clock.now())
     what = f"disk {_label(target)} from backup {backup.name or backup.id}"
     if result.ok:
         message = f"restored {what} in {result.seconds:.0f} s"
     else:
-        message = f"restore of {what} {status.value}: {result.error}"
-    return RestoreOutcome(restore_id, status, message, result.job_id, result.error_code, result.seconds)
+        message = f"restore of {what} {result.status.value}: {result.error}"
+    return RestoreOutcome(
+        restore_id, result.status, message, result.job_id, result.error_code, result.seconds
+    )
+
+
+def _write_submitted(engine: Engine, restore_id: int, job_id: str) -> None:
+    with Session(engine) as session:
+        record_restore_submitted(session=session, restore_id=restore_id, job_id=job_id)
+
+
+def _write_finished(engine: Engine, restore_id: int, result: RestoreResult, at: datetime) -> None:
+    with Session(engine) as session:
+        finish_restore(
+            session=session,
+            restore_id=restore_id,
+            status=result.status,
+            at=at,
+            error_code=result.error_code,
+            error=result.error,
+        )
