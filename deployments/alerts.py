@@ -10,9 +10,9 @@ webhook, Slack, Microsoft Teams); they need nothing from the flows and also cove
   within 26 h (configurable). It watches the watcher: a stopped `vbs-backup serve` pauses every schedule,
   so nothing runs, nothing fails and only the absence of runs says so.
 
-And the e-mail `on_failure` hook (`email_on_failure`) for installations whose Prefect server cannot send
-e-mail itself. Its subject and body are the automation's templates (SUBJECT, BODY), rendered in the flow's
-process: one wording for every failure notification.
+The failure automation's subject and body are vbs_backup.notify's SUBJECT and BODY, which the flows'
+e-mail hook (flows/hooks.py, for installations whose Prefect server cannot send e-mail itself) renders in
+the flow's process: one wording for every failure notification.
 
 How the Prefect UI (3.9.1, Automations page) shows a trigger. It recognises four templates from the
 trigger's JSON (`SI()` in server/ui/assets/index-*.js); anything else is "A custom trigger". A flow-run
@@ -69,18 +69,11 @@ and a link to the run (`ui_url` uses the server's PREFECT_UI_URL, or its API URL
 
 from __future__ import annotations
 
-import logging
-import os
-import smtplib
-import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from email.message import EmailMessage
 from enum import StrEnum
 from string import Template
-from types import SimpleNamespace
-from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -97,32 +90,24 @@ from pydantic import SecretStr
 
 from vbs_backup.deployments.catalog import CATALOG, TAG
 from vbs_backup.flows.failures import INVALID_INPUT  # the state name of a run refused for its input
+from vbs_backup.notify import BODY, SUBJECT
 
 __all__ = [
     "AUTOMATION_NAME",
-    "BODY",
     "FAILURE_EVENTS",
     "INVALID_INPUT",
     "NIGHTLY_AUTOMATION_NAME",
     "NIGHTLY_DEPLOYMENT",
     "NIGHTLY_WITHIN",
-    "SUBJECT",
     "AlertSetup",
     "Notifier",
-    "SmtpConfig",
-    "SmtpSecurityError",
     "alert_automation",
-    "email_on_failure",
     "failure_trigger",
     "nightly_automation",
     "nightly_trigger",
     "notification_block",
-    "render_failure",
-    "send_email",
     "setup_alerts",
 ]
-
-log = logging.getLogger(__name__)
 
 AUTOMATION_NAME = "vbs-backup: failed runs"
 FAILURE_EVENTS = ("prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut")
@@ -132,17 +117,6 @@ NIGHTLY_DEPLOYMENT = "nightly-backup"
 NIGHTLY_WITHIN = timedelta(hours=26)  # a nightly schedule, plus two hours for a long or late night
 COMPLETED_EVENT = "prefect.flow-run.Completed"
 MIN_PROACTIVE_WITHIN = timedelta(seconds=10)  # Prefect's minimum for a proactive trigger
-
-# Every failure notification, whoever sends it: the server for the automation, the flow's process for the
-# e-mail hook (`render_failure`, same names: flow_run with its state, deployment, flow, `ui_url`). The
-# message is shown whole; a run outside any deployment shows its flow's name in the subject.
-SUBJECT = "vbs-backup: {{ flow_run.name }} ({{ deployment.name or flow.name }}) is {{ flow_run.state.name }}"
-BODY = """\
-Message: {{ flow_run.state.message }}
-Deployment: {{ deployment.name or "(none)" }}
-Flow run: {{ flow_run.name }} ({{ flow_run.id }})
-State: {{ flow_run.state.name }}
-Open the run: {{ flow_run|ui_url }}"""
 
 # The proactive alert has no run to show: it says what is wrong and what to check. $-placeholders are
 # filled at setup (the window, the deployment); {{ }} is left for the server.
@@ -191,6 +165,7 @@ def failure_trigger(deployments: Sequence[str] | None = None) -> EventTrigger:
     """A flow run of a product deployment entering Failed, Crashed or TimedOut: by the product's tag when
     `deployments` is None (the UI's "Flow run state" card), else by deployment name (a custom card). No
     ids either way: alerts can be set up before the deployments exist and survive their re-creation."""
+    related: dict[str, str | list[str]]
     if deployments is None:
         related = {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{TAG}"}
     else:
@@ -377,177 +352,3 @@ async def setup_alerts(
     else:
         nightly = await _upsert(client, nightly_automation(block_ids, nightly_within, where=where))
     return AlertSetup(failures, nightly, [k.block_name for k in targets], names, nightly_within)
-
-
-def render_failure(flow: Any, flow_run: Any, state: Any, *, deployment: str | None) -> tuple[str, str]:
-    """SUBJECT and BODY for a failed run, rendered here as the server renders them (sandboxed Jinja,
-    missing values empty); `ui_url` links to the run when PREFECT_UI_URL is set."""
-    from jinja2 import ChainableUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    environment = ImmutableSandboxedEnvironment(undefined=ChainableUndefined)
-    environment.filters["ui_url"] = lambda obj: _run_link(obj.id) or "(no UI URL configured)"
-    context = {
-        "flow": SimpleNamespace(name=flow.name),
-        "flow_run": SimpleNamespace(
-            name=flow_run.name,
-            id=flow_run.id,
-            state=SimpleNamespace(name=state.name, message=state.message or ""),
-        ),
-        "deployment": SimpleNamespace(name=deployment) if deployment else None,
-    }
-    return tuple(environment.from_string(t).render(context) for t in (SUBJECT, BODY))  # type: ignore[return-value]
-
-
-# ------------------------------------------------------------------------------------------ e-mail hook
-
-
-_TRUE = ("1", "true", "yes")
-_FALSE = ("0", "false", "no")
-SMTPS_PORT = 465  # implicit TLS (RFC 8314)
-
-
-class SmtpSecurityError(ValueError):
-    """The SMTP settings would expose the mail password or the mail; the message names the settings."""
-
-
-@dataclass(frozen=True)
-class SmtpConfig:
-    """SMTP settings from the environment: VBS_BACKUP_SMTP_HOST, _PORT, _FROM, _TO (comma-separated),
-    _USERNAME, _PASSWORD, and the transport security: _SSL=true (implicit TLS, the default on port 465),
-    _STARTTLS=true (upgrade a plain connection), _CA_FILE (PEM certificates to trust instead of the
-    system's, for a private relay). Certificates and host names are always verified; a password is only
-    ever sent over TLS."""
-
-    host: str
-    port: int
-    sender: str
-    recipients: tuple[str, ...]
-    username: str | None = None
-    password: str | None = None
-    starttls: bool = False
-    implicit_tls: bool = False
-    ca_file: str | None = None
-
-    def __repr__(self) -> str:  # never show the password
-        return f"SmtpConfig(host={self.host!r}, port={self.port}, recipients={self.recipients!r})"
-
-    @property
-    def tls(self) -> bool:
-        return self.implicit_tls or self.starttls
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> SmtpConfig | None:
-        host = env.get("VBS_BACKUP_SMTP_HOST", "").strip()
-        if not host:
-            return None
-        recipients = tuple(r.strip() for r in env.get("VBS_BACKUP_SMTP_TO", "").split(",") if r.strip())
-        if not recipients:
-            raise ValueError("VBS_BACKUP_SMTP_HOST is set but VBS_BACKUP_SMTP_TO names no recipient")
-        port = int(env.get("VBS_BACKUP_SMTP_PORT", "25"))
-        implicit = _flag(env, "VBS_BACKUP_SMTP_SSL", default=port == SMTPS_PORT)
-        starttls = _flag(env, "VBS_BACKUP_SMTP_STARTTLS", default=False)
-        if implicit and starttls:
-            raise SmtpSecurityError("set VBS_BACKUP_SMTP_SSL or VBS_BACKUP_SMTP_STARTTLS, not both")
-        config = cls(
-            host=host,
-            port=port,
-            sender=env.get("VBS_BACKUP_SMTP_FROM", "vbs-backup@localhost"),
-            recipients=recipients,
-            username=env.get("VBS_BACKUP_SMTP_USERNAME") or None,
-            password=env.get("VBS_BACKUP_SMTP_PASSWORD") or None,
-            starttls=starttls,
-            implicit_tls=implicit,
-            ca_file=env.get("VBS_BACKUP_SMTP_CA_FILE", "").strip() or None,
-        )
-        if (config.username or config.password) and not config.tls:
-            raise SmtpSecurityError(
-                "VBS_BACKUP_SMTP_USERNAME/_PASSWORD are set but the connection is not encrypted: set "
-                "VBS_BACKUP_SMTP_STARTTLS=true or VBS_BACKUP_SMTP_SSL=true (port 465); the password is "
-                "never sent in clear"
-            )
-        return config
-
-    def tls_context(self) -> ssl.SSLContext:
-        """Certificate and host name checked, against the system's CAs or only those of `ca_file`."""
-        return ssl.create_default_context(cafile=self.ca_file)
-
-
-def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
-    value = env.get(name, "").strip().lower()
-    if not value:
-        return default
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise SmtpSecurityError(f"{name} must be true or false")
-
-
-def send_email(config: SmtpConfig, email: EmailMessage, *, timeout: float = 15) -> None:
-    """Send `email` through the relay of `config`: TLS verified before any login, login only over TLS."""
-    if (config.username or config.password) and not config.tls:  # from_env refuses it; so do we
-        raise SmtpSecurityError("refusing to send the SMTP password over an unencrypted connection")
-    smtp: smtplib.SMTP
-    if config.implicit_tls:
-        smtp = smtplib.SMTP_SSL(config.host, config.port, timeout=timeout, context=config.tls_context())
-    else:
-        smtp = smtplib.SMTP(config.host, config.port, timeout=timeout)
-    with smtp:
-        if config.starttls:
-            # Raises SMTPNotSupportedError when the relay does not offer it: never fall back to clear.
-            smtp.starttls(context=config.tls_context())
-        if config.username and config.password:
-            smtp.login(config.username, config.password)
-        smtp.send_message(email)
-
-
-def failure_email(
-    config: SmtpConfig, flow: Any, flow_run: Any, state: Any, *, deployment: str | None
-) -> EmailMessage:
-    """The e-mail for a failed run: the automation's SUBJECT and BODY (`render_failure`)."""
-    subject, body = render_failure(flow, flow_run, state, deployment=deployment)
-    email = EmailMessage()
-    email["Subject"] = subject
-    email["From"] = config.sender
-    email["To"] = ", ".join(config.recipients)
-    email.set_content(body + "\n")
-    return email
-
-
-def email_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    """Prefect `on_failure` / `on_crashed` hook: e-mail the failure when VBS_BACKUP_SMTP_HOST is set,
-    except for a run refused for its input (state INVALID_INPUT: the person who typed it sees it).
-
-    It runs in the flow's own process: immediate, but it cannot report a process that was killed (the
-    server-side automation can). It never raises: a broken mail relay must not change the run's state.
-    flows/hooks.py registers it only where VBS_BACKUP_SMTP_HOST is set.
-    """
-    try:
-        if state.name == INVALID_INPUT:
-            return
-        config = SmtpConfig.from_env()
-        if config is None:
-            return
-        # Every catalog deployment is named after its flow (tests/server/test_alerts_*.py checks it): no
-        # API call on the failure path to learn the deployment's name.
-        deployment = flow.name if getattr(flow_run, "deployment_id", None) else None
-        send_email(config, failure_email(config, flow, flow_run, state, deployment=deployment))
-    except Exception as exc:  # a hook must not fail the run; say why without echoing credentials
-        log.error("failure e-mail not sent: %s", _safe_reason(exc))
-
-
-def _safe_reason(exc: Exception) -> str:
-    """The exception's type and message, the SMTP password blanked out should a relay echo it."""
-    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    password = os.environ.get("VBS_BACKUP_SMTP_PASSWORD")
-    if password:
-        reason = reason.replace(password, "***")
-    return reason[:500]
-
-
-def _run_link(flow_run_id: Any) -> str | None:
-    from prefect.settings import PREFECT_UI_URL
-
-    base = PREFECT_UI_URL.value()
-    return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}" if base else None

@@ -47,7 +47,9 @@ async def back_up(
             outcomes: list[DiskOutcome] = []
             for wave_disks in (disks[i : i + size] for i in range(0, len(disks), size)):
                 async with ServerWave(ctx, len(wave_disks)) as wave:
-                    states = await asyncio.gather(
+                    # Prefect's types make an async task called with return_state=True a State, not the
+                    # awaitable it is at run time (mypy, here and where a task's arguments are quote()d).
+                    states = await asyncio.gather(  # type: ignore[call-overload]
                         *(
                             back_up_disk(
                                 ctx, d, listed.get(d.volume_id, []), wave.member(), return_state=True
@@ -102,9 +104,9 @@ async def run_plan(
         ctx.waiter.note_listing(b for found in before.values() for b in found)
         if disks and back_up_disks and not plan.dry_run:
             # A night beyond the project's quotas is refused whole here, before any create (tasks/quota.py).
-            unwrap(await check_quota(ctx, quote(disks), quote(before)))
+            unwrap(await check_quota(ctx, quote(disks), quote(before)))  # type: ignore[call-overload]
         if not plan.dry_run:
-            await reconcile(ctx, quote(before))
+            await reconcile(ctx, quote(before))  # type: ignore[call-overload]
         outcomes: list[DiskOutcome] = []
         if back_up_disks and not plan.dry_run:
             ctx.progress = RunProgress(
@@ -116,7 +118,7 @@ async def run_plan(
             finally:
                 await ctx.progress.stop()
         after = await list_backups(ctx, disks) if disks else {}
-        outcomes = await confirm(ctx, quote(outcomes), quote(after)) if outcomes else outcomes
+        outcomes = await confirm(ctx, quote(outcomes), quote(after)) if outcomes else outcomes  # type: ignore[call-overload]
         prunes = await prune(ctx, servers, after)
         line = await publish_summary(flow_name, outcomes, prunes)  # on the flow run itself
         failed = [o for o in outcomes if not o.ok]

@@ -23,7 +23,6 @@ from prefect.states import Failed, State
 
 from vbs_backup.backup.reconcile import Settled, reconcile_attempts
 from vbs_backup.backup.submit import (
-    LIVE,
     DiskOutcome,
     Submission,
     confirm_in_cloud,
@@ -33,7 +32,7 @@ from vbs_backup.backup.submit import (
 )
 from vbs_backup.backup.targets import DiskTarget
 from vbs_backup.cloud.errors import CloudError
-from vbs_backup.cloud.models.backups import Backup
+from vbs_backup.cloud.models.backups import UNKNOWN_CREATED_AT, Backup, BackupStatus
 from vbs_backup.cloud.ratelimit import prepaid_token
 from vbs_backup.cloud.retry import retry_throttled_until
 from vbs_backup.ledger import DiskBackupStatus
@@ -166,12 +165,12 @@ class _WaveMember:
     name=RETURNS_FAILED_STATE, task_run_name="back up {disk.server_name} {disk.device}", cache_policy=NO_CACHE
 )
 async def back_up_disk(
-    ctx: RunContext, disk: DiskTarget, known: list[Backup] | None = None, wave: _WaveMember | None = None
+    ctx: RunContext, disk: DiskTarget, known: list[Backup], wave: _WaveMember | None = None
 ) -> DiskOutcome | State:
     """One disk, start to end: adopt this slot's backup if the cloud has it, else write the intent and
     create it; wait for its job with every other job of the run; once more after a failed job when the plan
-    says so (transient HTTP errors are the client's to retry, never this layer's). `known`: the disk's
-    backups as the run listed them before any create.
+    says so (a create that failed over HTTP is not sent again: transient HTTP errors are the client's to
+    retry, never this layer's). `known`: the disk's backups as the run listed them before any create.
 
     A disk that is not backed up ends its task run Failed (a red bar named for the disk in the run's
     graph), with the reason as its message and the `DiskOutcome` as its data: the flow goes on with the
@@ -196,35 +195,48 @@ async def outcome_of(state: State) -> DiskOutcome:
 
 
 async def _back_up_disk(
-    ctx: RunContext, disk: DiskTarget, known: list[Backup] | None, wave: _WaveMember | None
+    ctx: RunContext, disk: DiskTarget, known: list[Backup], wave: _WaveMember | None
 ) -> DiskOutcome:
     attempts = 2 if ctx.plan.retry_failed_job_once else 1
     budget = ctx.plan.disk_deadline_minutes * 60
-    deadline = ctx.time.monotonic() + budget  # the waiter's clock (tests drive it)
+    deadline = ctx.clock.monotonic() + budget  # the waiter's clock (tests drive it)
     try:
         # a throttled call (it did not run) is retried until the disk's deadline, in real time
         with retry_throttled_until(time.monotonic() + budget):
             for attempt in range(1, attempts + 1):
                 mark = _Mark(ctx, wave if attempt == 1 else None)
-                started = await _submit(ctx, disk, known or [], mark)
+                started = await _submit(ctx, disk, known, mark)
                 if wave is not None:
                     wave.done()
                 if ctx.progress is not None:
                     ctx.progress.submitted(disk)
                 if isinstance(started, DiskOutcome):
+                    # The create failed (an HTTP error, an answer we could not read) or the disk cannot be
+                    # backed up: the client has already retried what can be retried (cloud/retry.py), and a
+                    # second submit here would only multiply those attempts.
                     outcome = started
-                elif started.done:
+                    break
+                if started.done:
                     outcome = submitted_outcome(started)
                 else:
                     outcome = await _wait(ctx, started, deadline, mark.seen_before)
-                if outcome.ok or outcome.status != DiskBackupStatus.failed or attempt == attempts:
+                # Only a job that failed in the cloud is worth a new job: no HTTP retry can give that one.
+                if outcome.status != DiskBackupStatus.failed or attempt == attempts:
                     break
                 _logger().warning("%s: job failed (%s), submitting once more", disk.label, outcome.error_code)
-                # A retry knows the slot has no live backup (its one attempt just failed); what was there
-                # before is still not this job's.
-                known = [b for b in known or [] if str(b.status) not in LIVE]
-                if outcome.backup_id:
-                    known = [*known, _ended_backup(outcome, ctx.plan.identity_marker(ctx.slot))]
+                # The retry asks the cloud again what the slot holds: a failure that was only inferred (a job
+                # the job API no longer knows, say) may have left a live backup, which the retry then adopts
+                # instead of duplicating. What the listing shows is not the new job's backup.
+                marker = ctx.plan.identity_marker(ctx.slot)
+                try:
+                    known = await ctx.client.vbs.find_backups_by_description(marker, disk.volume_id)
+                except CloudError as exc:
+                    _logger().warning(
+                        "%s: not retried, the slot's backups could not be listed: %s", disk.label, exc
+                    )
+                    break
+                if outcome.backup_id and all(b.id != outcome.backup_id for b in known):
+                    known = [*known, _ended_backup(outcome.backup_id, disk, marker)]
     finally:
         if wave is not None:
             wave.done()
@@ -252,24 +264,19 @@ class _Mark:
 async def _submit(
     ctx: RunContext, disk: DiskTarget, known: list[Backup], mark: _Mark
 ) -> Submission | DiskOutcome:
-    """A disk that cannot be started is recorded as failed and returned as its outcome."""
-    try:
-        return await submit_disk_backup(
-            client=ctx.client,
-            engine=ctx.engine,
-            run_id=ctx.run_id,
-            disk=disk,
-            plan=ctx.plan,
-            slot=ctx.slot,
-            full_backup=wants_full_backup(ctx),
-            known=known,
-            now=ctx.time.now(),
-            before_create=mark,
-        )
-    except CloudError as exc:  # already recorded as failed in the ledger
-        name = ctx.plan.backup_name(disk.server_name, disk.device, ctx.slot)
-        code = getattr(exc, "code", None) or type(exc).__name__
-        return DiskOutcome(disk, name, DiskBackupStatus.failed, error_code=code, error_reason=str(exc))
+    """A disk that cannot be started comes back as its outcome, already recorded as failed."""
+    return await submit_disk_backup(
+        client=ctx.client,
+        engine=ctx.engine,
+        run_id=ctx.run_id,
+        disk=disk,
+        plan=ctx.plan,
+        slot=ctx.slot,
+        known=known,
+        full_backup=wants_full_backup(ctx),
+        now=ctx.clock.now(),
+        before_create=mark,
+    )
 
 
 async def _wait(
@@ -281,7 +288,7 @@ async def _wait(
         submission.marker,
         volume_id=submission.disk.volume_id,
         backup_id=submission.backup_id,
-        timeout=max(0.0, deadline - ctx.time.monotonic()),
+        timeout=max(0.0, deadline - ctx.clock.monotonic()),
         since=submission.since,
         seen_before=seen_before,
         exclude=submission.exclude,
@@ -291,12 +298,17 @@ async def _wait(
     )
 
 
-def _ended_backup(outcome: DiskOutcome, marker: str) -> Backup:
-    """A stand-in for the failed attempt's backup, so that the retry's waiter never takes it for its own."""
+def _ended_backup(backup_id: str, disk: DiskTarget, marker: str) -> Backup:
+    """A stand-in for the failed attempt's backup, so that the retry's waiter never takes it for its own
+    (only its id, status and identity are read)."""
     return Backup.model_construct(
-        id=outcome.backup_id, status="error", volume_id=outcome.disk.volume_id, description=marker
+        id=backup_id,
+        status=BackupStatus.ERROR,
+        volume_id=disk.volume_id,
+        description=marker,
+        created_at=UNKNOWN_CREATED_AT,
     )
 
 
-def _logger() -> logging.Logger | logging.LoggerAdapter:  # type: ignore[type-arg]
+def _logger() -> logging.Logger | logging.LoggerAdapter:
     return get_run_logger()

@@ -25,20 +25,22 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from vbs_backup.identity import DAY_MINUTES, identity_marker, slot_start
-from vbs_backup.retention.planner import RetentionRules, plain_optional_fields
 
 __all__ = [
     "BACKUP_NAME_MAX_LENGTH",
     "BackupPlan",
     "PlanError",
+    "RetentionRules",
     "ServerSelection",
     "load_plan",
+    "plain_optional_fields",
     "validate_plan",
 ]
 
@@ -114,6 +116,171 @@ def _check_tag_value(value: str) -> str:
 
 ServerId = Annotated[str, AfterValidator(_check_uuid)]
 NamePattern = Annotated[str, AfterValidator(_check_pattern)]
+
+
+# The plan's retention rules (the retention planner, vbs_backup.retention.planner, applies them).
+
+_NULL = {"type": "null"}
+
+
+def plain_optional_fields(schema: dict[str, Any]) -> None:
+    """Show every optional field of a model's JSON schema (``int | None = None``, ``str | None = None``) as
+    a plain, not required field with no default, instead of ``anyOf: [{type: integer}, {type: null}]`` and
+    ``default: null``, which Prefect's run form labels "Property is type None". Use it as a model's
+    ``json_schema_extra``.
+
+    Only the JSON schema changes: the model still validates None (YAML's ``~``, Python's None). Prefect's
+    server-side check of a run's parameters (``prefect.utilities.schema_tools.validate``) also still accepts
+    null there: it adds a null branch to every typed property that is neither required nor defaulted.
+    The default of a nested model (a plan's default retention) loses its null members likewise, so that the
+    form starts with those fields empty.
+    """
+    for prop in schema.get("properties", {}).values():
+        if isinstance(prop.get("default"), dict):
+            prop["default"] = _without_nulls(prop["default"])
+        branches = prop.get("anyOf")
+        if not isinstance(branches, list) or _NULL not in branches or prop.get("default", None) is not None:
+            continue
+        rest = [b for b in branches if b != _NULL]
+        if len(rest) != 1 or "type" not in rest[0]:
+            continue  # a union of several types, or a model reference: left as pydantic wrote it
+        del prop["anyOf"]
+        prop.pop("default", None)
+        for key, value in rest[0].items():
+            prop.setdefault(key, value)
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
+_KEEP_RULES = (
+    "keep_last",
+    "keep_within_days",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "keep_yearly",
+    "keep_first_of_month",
+)
+
+
+class RetentionRules(BaseModel):
+    """How many backups of each disk to keep. Rules are OR-ed: a backup is kept if any rule keeps it.
+
+    Days, weeks, months and years are counted in the timezone the rules name; when they name none, in
+    their plan's schedule timezone (UTC for rules used on their own).
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", title="Retention rules", json_schema_extra=plain_optional_fields
+    )
+
+    keep_last: int | None = Field(
+        default=None, ge=1, title="Keep last", description="Keep the N newest successful backups."
+    )
+    keep_within_days: int | None = Field(
+        default=None,
+        ge=1,
+        title="Keep within days",
+        description="Keep every successful backup taken in the last N days.",
+    )
+    keep_daily: int | None = Field(
+        default=None,
+        ge=1,
+        title="Keep daily",
+        description="Keep the newest successful backup of each of the last N days that have one.",
+    )
+    keep_weekly: int | None = Field(
+        default=None,
+        ge=1,
+        title="Keep weekly",
+        description="Keep the newest successful backup of each of the last N ISO weeks that have one.",
+    )
+    keep_monthly: int | None = Field(
+        default=None,
+        ge=1,
+        title="Keep monthly",
+        description="Keep the newest successful backup of each of the last N months that have one.",
+    )
+    keep_yearly: int | None = Field(
+        default=None,
+        ge=1,
+        title="Keep yearly",
+        description="Keep the newest successful backup of each of the last N years that have one.",
+    )
+    keep_first_of_month: bool = Field(
+        default=False,
+        title="Keep first of month",
+        description="Keep the first successful backup of every calendar month, as VBS policies do with "
+        "remain_first_backup_of_curMonth. Unbounded: one backup per month is kept for ever.",
+    )
+    min_successful: int = Field(
+        default=2,
+        ge=1,
+        title="Minimum successful backups",
+        description="The newest N successful backups of each disk are always kept, whatever the rules say.",
+    )
+    min_verified: int = Field(
+        default=0,
+        ge=0,
+        title="Minimum drill-verified backups",
+        description="The newest N successful backups of each disk that passed a restore drill are always "
+        "kept as well, whatever the rules say (0: off). Use it with scheduled restore drills.",
+    )
+    timezone: str | None = Field(
+        default=None,
+        title="Timezone",
+        description="IANA timezone (e.g. Europe/Paris) in which days, weeks, months and years are counted. "
+        "Empty: the plan's schedule timezone.",
+    )
+    # The zone an empty `timezone` stands for: the plan's schedule timezone once a plan holds these rules.
+    # Not a field: the rules as written (their dump, their equality) stay "the plan's timezone".
+    _inherited_timezone: str = PrivateAttr(default="UTC")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            # OSError: ZoneInfo("America") finds a directory, not a zone.
+            raise ValueError(
+                f"unknown IANA timezone {value!r} (expected a name like 'Europe/Paris')"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _keeps_something(self) -> Self:
+        if not any(getattr(self, name) for name in _KEEP_RULES):
+            raise ValueError(f"retention keeps nothing: set at least one of {', '.join(_KEEP_RULES)}")
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        # The rules as written: an inherited timezone is the plan's (which compares its own).
+        if not isinstance(other, RetentionRules):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    def in_timezone(self, timezone: str) -> RetentionRules:
+        """These rules counting in `timezone` (an IANA name) unless they name a timezone of their own."""
+        ZoneInfo(timezone)  # an unknown zone fails here, not when the rules are applied
+        rules = self.model_copy()
+        rules._inherited_timezone = timezone
+        return rules
+
+    @property
+    def effective_timezone(self) -> str:
+        """The IANA timezone in which these rules count days: their own, else the inherited one."""
+        return self.timezone or self._inherited_timezone
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.effective_timezone)
 
 
 class ServerSelection(BaseModel):

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from tests.environment import without_machine_settings
 from vbs_backup.cloud.endpoints import CloudName
-from vbs_backup.plan import BackupPlan, PlanError, ServerSelection, load_plan, validate_plan
-from vbs_backup.retention.planner import RetentionRules
+from vbs_backup.plan import BackupPlan, PlanError, RetentionRules, ServerSelection, load_plan, validate_plan
 from vbs_backup.settings import ConfigError, Settings, redact_url
 
 SERVER_ID = "3f1c2b7e-8d4a-4c55-9a0e-2b6f1d9c7a10"
@@ -25,14 +25,7 @@ PARIS_PLAN = {"schedule_timezone": "Europe/Paris"}
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No VBS_BACKUP_* variable and no .env file from the machine leaks into a test."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("VBS_BACKUP_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return without_machine_settings(monkeypatch, tmp_path)
 
 
 def make_plan(**overrides: object) -> BackupPlan:

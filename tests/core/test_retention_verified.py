@@ -30,8 +30,8 @@ from vbs_backup.ledger import (
     record_verified,
     start_run,
 )
-from vbs_backup.plan import BackupPlan
-from vbs_backup.retention.planner import BackupRecord, RetentionRules, plan_retention
+from vbs_backup.plan import BackupPlan, RetentionRules
+from vbs_backup.retention.planner import BackupRecord, plan_retention
 from vbs_backup.retention.prune import decide, to_records
 
 VOLUME = "5c1f2a3b-6d7e-4f80-a192-b3c4d5e6f708"

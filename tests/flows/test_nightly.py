@@ -6,18 +6,14 @@ import json
 
 from sqlmodel import Session, select
 
+from tests.emulator_state import calls, project
+from tests.factories import plan
+from vbs_backup.backup.waiter import JobResult, JobWaiter
 from vbs_backup.flows.nightly import nightly_backup
-from vbs_backup.ledger import DiskBackup, Run
-from vbs_backup.plan import BackupPlan
+from vbs_backup.ledger import DiskBackup, DiskBackupStatus, Run
 
 WEB = "6a1c3a02-7e4b-4a43-9e0b-2f1d7c2b9a10"
 DB = "990f449e-b54d-4554-b65d-0d8dedb27e13"
-
-
-def plan(**overrides) -> BackupPlan:
-    data = {"selection": {"tags": {"backup": "nightly"}}, "poll_interval_seconds": 30}
-    data.update(overrides)
-    return BackupPlan.model_validate(data)
 
 
 async def test_every_disk_of_every_selected_server_is_backed_up(cloud_env, virtual_time, ledger):
@@ -42,14 +38,6 @@ async def test_every_disk_of_every_selected_server_is_backed_up(cloud_env, virtu
     )
 
 
-def ops(emulator, operation: str) -> int:
-    return sum(1 for entry in emulator.state.request_log if entry[0] == operation)
-
-
-def project_of(emulator):
-    return emulator.state.projects[emulator.project_id]
-
-
 async def test_one_failing_disk_fails_the_run_and_the_others_are_recorded(cloud_env, virtual_time, ledger):
     failing = "799600d6-5263-432d-84cf-6130bcb70380"  # db-01 /dev/vdb
     cloud_env.control("POST", "/job_faults", json={"mode": "fail", "volume_id": failing}).raise_for_status()
@@ -65,7 +53,7 @@ async def test_one_failing_disk_fails_the_run_and_the_others_are_recorded(cloud_
     assert rows[failing].backup_id  # the failed backup is known, so it can be cleaned up later
     assert {r.status.value for v, r in rows.items() if v != failing} == {"succeeded"}
     assert (run.status.value, run.disks_succeeded, run.disks_failed) == ("failed", 4, 1)
-    statuses = {b.volume_id: b.status for b in project_of(cloud_env).backups.values()}
+    statuses = {b.volume_id: b.status for b in project(cloud_env).backups.values()}
     assert statuses.pop(failing) == "error"
     assert set(statuses.values()) == {"available"}
 
@@ -77,9 +65,9 @@ async def test_a_create_whose_answer_was_lost_is_adopted_not_duplicated(cloud_en
     state = await nightly_backup(plan(), return_state=True)
 
     assert state.is_completed(), state.message
-    backups = list(project_of(cloud_env).backups.values())
+    backups = list(project(cloud_env).backups.values())
     assert len(backups) == 5 and len({b.volume_id for b in backups}) == 5
-    assert ops(cloud_env, "vbs.create_backup") == 5  # the lost one was looked up, not sent again
+    assert calls(cloud_env, "vbs.create_backup") == 5  # the lost one was looked up, not sent again
     with Session(ledger) as session:
         statuses = sorted(r.status.value for r in session.exec(select(DiskBackup)).all())
     assert statuses == ["adopted", "succeeded", "succeeded", "succeeded", "succeeded"]
@@ -92,7 +80,7 @@ async def test_unknown_server_fails_before_any_backup(cloud_env, virtual_time, l
 
     assert state.is_failed()
     assert "unknown server id" in state.message and "00000000-0000-4000-8000-000000000000" in state.message
-    assert ops(cloud_env, "vbs.create_backup") == 0 and not project_of(cloud_env).backups
+    assert calls(cloud_env, "vbs.create_backup") == 0 and not project(cloud_env).backups
 
 
 async def test_wrong_credentials_fail_before_any_backup_and_leak_nothing(
@@ -104,13 +92,13 @@ async def test_wrong_credentials_fail_before_any_backup_and_leak_nothing(
 
     assert state.is_failed()
     assert "APIGW.0301" in state.message and "not-the-secret" not in state.message
-    assert ops(cloud_env, "vbs.create_backup") == 0 and not project_of(cloud_env).backups
+    assert calls(cloud_env, "vbs.create_backup") == 0 and not project(cloud_env).backups
 
 
 async def test_dry_run_creates_and_deletes_nothing(cloud_env, virtual_time, ledger):
     state = await nightly_backup(plan(), return_state=True)
     assert state.is_completed()
-    before = set(project_of(cloud_env).backups)
+    before = set(project(cloud_env).backups)
     cloud_env.state.clock.advance(86400)
 
     state = await nightly_backup(
@@ -118,8 +106,8 @@ async def test_dry_run_creates_and_deletes_nothing(cloud_env, virtual_time, ledg
     )
 
     assert state.is_completed(), state.message
-    assert set(project_of(cloud_env).backups) == before
-    assert ops(cloud_env, "vbs.delete_backup") == 0
+    assert set(project(cloud_env).backups) == before
+    assert calls(cloud_env, "vbs.delete_backup") == 0
 
 
 async def test_a_failed_job_is_submitted_once_more_when_the_plan_says_so(cloud_env, virtual_time, ledger):
@@ -130,8 +118,8 @@ async def test_a_failed_job_is_submitted_once_more_when_the_plan_says_so(cloud_e
     state = await nightly_backup(plan(retry_failed_job_once=True), return_state=True)
 
     assert state.is_completed(), state.message
-    assert ops(cloud_env, "vbs.create_backup") == 6
-    backups = {b.id: b.status for b in project_of(cloud_env).backups.values() if b.volume_id == failing}
+    assert calls(cloud_env, "vbs.create_backup") == 6
+    backups = {b.id: b.status for b in project(cloud_env).backups.values() if b.volume_id == failing}
     with Session(ledger) as session:
         rows = session.exec(
             select(DiskBackup).where(DiskBackup.volume_id == failing).order_by(DiskBackup.attempt)
@@ -142,6 +130,43 @@ async def test_a_failed_job_is_submitted_once_more_when_the_plan_says_so(cloud_e
         (2, "succeeded", None),
     ]
     assert backups == {rows[0].backup_id: "deleting", rows[1].backup_id: "available"}
+
+
+async def test_a_retry_after_a_failure_only_inferred_adopts_the_backup_the_job_made(
+    cloud_env, virtual_time, ledger, monkeypatch
+):
+    # The job API forgets a job (common.0011, "job not found") whose backup the cloud did make: the disk is
+    # failed for want of an answer, but the slot holds a good backup. The retry asks the cloud again and
+    # adopts it; it never creates a second backup of the same (plan, volume, slot).
+    target = "799600d6-5263-432d-84cf-6130bcb70380"  # db-01 /dev/vdb
+    real_wait = JobWaiter.wait
+    forgotten: list[str] = []
+
+    async def forgetful_wait(self, job_id, marker, *, volume_id, **kwargs):
+        result = await real_wait(self, job_id, marker, volume_id=volume_id, **kwargs)
+        if volume_id == target and not forgotten:
+            forgotten.append(result.backup_id)
+            return JobResult(
+                result.key, DiskBackupStatus.failed, error_code="common.0011", error_reason="job not found"
+            )
+        return result
+
+    monkeypatch.setattr(JobWaiter, "wait", forgetful_wait)
+
+    state = await nightly_backup(plan(retry_failed_job_once=True), return_state=True)
+
+    assert state.is_completed(), state.message
+    assert calls(cloud_env, "vbs.create_backup") == 5  # one per disk: the retry created nothing
+    slot_backups = [b for b in project(cloud_env).backups.values() if b.volume_id == target]
+    assert [(b.id, b.status) for b in slot_backups] == [(forgotten[0], "available")]
+    with Session(ledger) as session:
+        rows = session.exec(
+            select(DiskBackup).where(DiskBackup.volume_id == target).order_by(DiskBackup.attempt)
+        ).all()
+    assert [(r.status.value, r.error_code, r.backup_id) for r in rows] == [
+        ("failed", "common.0011", None),
+        ("adopted", None, forgotten[0]),
+    ]
 
 
 async def test_a_job_that_never_ends_times_out_at_the_disk_deadline(cloud_env, virtual_time, ledger):

@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from vbs_backup.deployments.alerts import SmtpConfig, SmtpSecurityError, email_on_failure
+from vbs_backup.flows.hooks import email_on_failure
+from vbs_backup.notify import SmtpConfig, SmtpSecurityError
 
 USER, PASSWORD = "mailer", "hunter2-smtp-password"
 WAIT = 10  # seconds: an upper bound for the relay's session to end, never a sleep
@@ -208,7 +209,7 @@ def failed_run():
 
 
 def hook_log(caplog: pytest.LogCaptureFixture) -> str:
-    return "\n".join(r.getMessage() for r in caplog.records if r.name == "vbs_backup.deployments.alerts")
+    return "\n".join(r.getMessage() for r in caplog.records if r.name == "vbs_backup.flows.hooks")
 
 
 # ------------------------------------------------------------------------------------------ tests
@@ -228,7 +229,7 @@ def test_starttls_to_an_unverified_relay_refuses_before_auth(
     relay = serve_relay(cert)
     smtp_env(relay, STARTTLS="true", **({"CA_FILE": str(cert[0])} if trust_it else {}))
 
-    with caplog.at_level(logging.ERROR, logger="vbs_backup.deployments.alerts"):
+    with caplog.at_level(logging.ERROR, logger="vbs_backup.flows.hooks"):
         email_on_failure(*failed_run())
 
     session = relay.next_session()
@@ -278,7 +279,7 @@ def test_implicit_tls_refuses_a_relay_with_a_certificate_for_another_name(
     relay = serve_relay(cert, implicit_tls=True)
     smtp_env(relay, SSL="true", CA_FILE=str(cert[0]))
 
-    with caplog.at_level(logging.ERROR, logger="vbs_backup.deployments.alerts"):
+    with caplog.at_level(logging.ERROR, logger="vbs_backup.flows.hooks"):
         email_on_failure(*failed_run())
 
     session = relay.next_session()
@@ -290,7 +291,7 @@ def test_a_password_is_never_sent_without_tls(serve_relay, smtp_env, caplog, tmp
     relay = serve_relay(make_certificate(tmp_path, ips=["127.0.0.1"]))
     smtp_env(relay)  # user and password, neither STARTTLS nor SSL
 
-    with caplog.at_level(logging.ERROR, logger="vbs_backup.deployments.alerts"):
+    with caplog.at_level(logging.ERROR, logger="vbs_backup.flows.hooks"):
         email_on_failure(*failed_run())
 
     # A session is registered before the relay greets, and smtplib says nothing before the greeting:
@@ -306,7 +307,7 @@ def test_starttls_wanted_but_not_offered_sends_nothing(serve_relay, smtp_env, ca
     relay = serve_relay(cert, starttls=False)
     smtp_env(relay, STARTTLS="true", CA_FILE=str(cert[0]))
 
-    with caplog.at_level(logging.ERROR, logger="vbs_backup.deployments.alerts"):
+    with caplog.at_level(logging.ERROR, logger="vbs_backup.flows.hooks"):
         email_on_failure(*failed_run())
 
     session = relay.next_session()

@@ -20,13 +20,9 @@ from types import SimpleNamespace
 import pytest
 from prefect.settings import PREFECT_UI_URL, temporary_settings
 
-from vbs_backup.deployments.alerts import (
-    AUTOMATION_NAME,
-    FAILURE_EVENTS,
-    NIGHTLY_AUTOMATION_NAME,
-    email_on_failure,
-)
+from vbs_backup.deployments.alerts import AUTOMATION_NAME, FAILURE_EVENTS, NIGHTLY_AUTOMATION_NAME
 from vbs_backup.deployments.catalog import CATALOG
+from vbs_backup.flows.hooks import email_on_failure
 
 from .conftest import DB_01_DATA, SERVED_PLAN, clean_env, state_time, vbs_backup_command, wait_until
 
@@ -223,7 +219,7 @@ def test_the_email_hook_sends_the_failure_with_a_link(smtp, monkeypatch):
 
     [raw] = smtp.messages
     message = email.message_from_string(raw, policy=email.policy.default)
-    # The automation's subject and body (deployments.alerts.SUBJECT, BODY), rendered by the hook.
+    # The automation's subject and body (vbs_backup.notify.SUBJECT, BODY), rendered by the hook.
     assert message["Subject"] == "vbs-backup: nightly 2026-11-30 (nightly-backup) is Failed"
     assert message["To"] == "ops@example.com, oncall@example.com"
     text = message.get_content()

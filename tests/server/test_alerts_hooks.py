@@ -12,21 +12,13 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
-from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 from typer.testing import CliRunner
 
-from vbs_backup.deployments import alerts
-from vbs_backup.deployments.alerts import (
-    INVALID_INPUT,
-    NIGHTLY_DEPLOYMENT,
-    duration_text,
-    email_on_failure,
-    nightly_trigger,
-    render_failure,
-)
+from vbs_backup.deployments.alerts import INVALID_INPUT, NIGHTLY_DEPLOYMENT, duration_text, nightly_trigger
 from vbs_backup.deployments.catalog import CATALOG
-from vbs_backup.flows.hooks import email_on_failure as flow_hook
-from vbs_backup.flows.hooks import failure_hooks
+from vbs_backup.flows import hooks
+from vbs_backup.flows.hooks import email_on_failure, failure_hooks
+from vbs_backup.notify import render_failure
 
 from .conftest import REPO, clean_env
 
@@ -59,8 +51,8 @@ def hooks_of_the_flows(**env: str) -> dict[str, list[list[str]]]:
 def test_the_flows_carry_the_email_hook_only_where_smtp_is_configured():
     assert failure_hooks({}) == {} and failure_hooks({"VBS_BACKUP_SMTP_HOST": " "}) == {}
     assert failure_hooks({"VBS_BACKUP_SMTP_HOST": "mail.example"}) == {
-        "on_failure": [flow_hook],
-        "on_crashed": [flow_hook],
+        "on_failure": [email_on_failure],
+        "on_crashed": [email_on_failure],
     }
     without = hooks_of_the_flows()
     assert set(without) == {spec.name for spec in CATALOG}
@@ -93,7 +85,7 @@ def test_the_email_hook_skips_input_errors(monkeypatch):
     sent = []
     monkeypatch.setenv("VBS_BACKUP_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("VBS_BACKUP_SMTP_TO", "ops@example.com")
-    monkeypatch.setattr(alerts, "send_email", lambda config, email: sent.append(email))
+    monkeypatch.setattr(hooks, "send_email", lambda config, email: sent.append(email))
 
     email_on_failure(*failed(INVALID_INPUT, "server 'db-0l' not found"))
     assert sent == []
@@ -106,8 +98,9 @@ def test_the_message_is_rendered_whole_with_the_run_deployment_and_link():
         f"db-{i:02} /dev/vdb (failed: VolumeBackup.0064 insufficient capacity)" for i in range(200)
     )
     flow, flow_run, state = failed(message=f"FAILED: {reasons}")
-    with temporary_settings({PREFECT_UI_URL: "http://prefect.example:4200"}):
-        subject, body = render_failure(flow, flow_run, state, deployment="backup-server")
+    subject, body = render_failure(
+        flow, flow_run, state, deployment="backup-server", ui_url="http://prefect.example:4200"
+    )
     assert subject == "vbs-backup: backup db-01 (backup-server) is Failed"
     assert body.splitlines() == [
         f"Message: FAILED: {reasons}",
@@ -117,11 +110,9 @@ def test_the_message_is_rendered_whole_with_the_run_deployment_and_link():
         f"Open the run: http://prefect.example:4200/runs/flow-run/{flow_run.id}",
     ]
     # A run outside any deployment, no message, no UI URL: nothing reads "None".
-    # (no API URL either: Prefect derives a UI URL from it, and another test may have set one)
-    with temporary_settings({PREFECT_UI_URL: None, PREFECT_API_URL: None}):
-        subject, body = render_failure(
-            flow, flow_run, SimpleNamespace(name="Crashed", message=None), deployment=None
-        )
+    subject, body = render_failure(
+        flow, flow_run, SimpleNamespace(name="Crashed", message=None), deployment=None, ui_url=None
+    )
     assert subject == "vbs-backup: backup db-01 (backup-server) is Crashed"
     assert "None" not in body and "Deployment: (none)" in body and "(no UI URL configured)" in body
 

@@ -61,9 +61,9 @@ def night_need(disks: Sequence[DiskTarget], listed: Mapping[str, Sequence[Backup
       backup ends in `error` and which the retry replaces; a preflight cannot foresee failures, and counting
       two per disk would refuse nights that fit. (Should the error backup still hold quota, the retry's
       create meets `.0080` and that one disk fails, as it would have without the preflight.)
-    * A disk EVS cannot describe (`status == "missing"`) is failed without a create, so it needs nothing.
+    * A disk EVS cannot describe (`DiskTarget.missing`) is failed without a create, so it needs nothing.
     """
-    new = [d for d in disks if d.status != "missing" and not live_of(listed.get(d.volume_id, ()), marker)]
+    new = [d for d in disks if not d.missing and not live_of(listed.get(d.volume_id, ()), marker)]
     return NightNeed(backups=len(new), gigabytes=sum(d.size_gb for d in new))
 
 

@@ -3,7 +3,8 @@
 A run that died (killed, machine lost) leaves attempts at `intent`, `submitted` or `running`; a job that
 outlived its deadline leaves an attempt `timed_out` although its backup may be good by now. Before a run
 creates anything, each such attempt of the plan, on the disks the run looks at, is settled from what the
-cloud says (the run's listing of those disks' backups, one `get_job` where the listing cannot tell):
+cloud says (the run's listing of those disks' backups, one `get_job` where the listing cannot tell; their
+statuses read in the ledger's words by `outcomes`):
 
 * its backup is known: `available` -> succeeded, `error` -> failed, gone -> failed (vanished), still
   `creating` -> left for the run in that slot, or a later one;
@@ -40,15 +41,10 @@ from ..ledger import (
     recorded_backup_ids,
     unreconciled_attempts,
 )
+from .outcomes import from_backup, from_job
 from .submit import VANISHED, may_have_made
 
 log = logging.getLogger(__name__)
-
-_BY_STATUS = {
-    "available": DiskBackupStatus.succeeded,
-    "error": DiskBackupStatus.failed,
-    "creating": DiskBackupStatus.running,
-}
 
 
 @dataclass(frozen=True)
@@ -126,7 +122,7 @@ def _claimed(engine: Engine, row: DiskBackup) -> set[str]:
 def _from_backup(
     engine: Engine, row: DiskBackup, backup: Backup
 ) -> tuple[DiskBackupStatus, str | None] | None:
-    status = _BY_STATUS.get(str(backup.status))
+    status = from_backup(backup.status)
     if status is None or (status is DiskBackupStatus.running and row.status is DiskBackupStatus.timed_out):
         return None  # still under way (or restoring): a later run will look again
     if status is DiskBackupStatus.running and row.backup_id == backup.id and row.status is status:
@@ -148,7 +144,8 @@ async def _from_job(
     except CloudError as exc:
         log.warning("attempt %s: job %s unknown for now: %s", row.id, row.job_id, exc)
         return None
-    if job.status == "FAIL":
+    ended = from_job(job.status)
+    if ended is DiskBackupStatus.failed:
         return _write(
             engine,
             row,
@@ -157,7 +154,7 @@ async def _from_job(
             error_code=job.error_code,
             error_reason=job.fail_reason,
         )
-    if job.status == "SUCCESS":
+    if ended is DiskBackupStatus.succeeded:
         if job.backup_id and job.backup_id in by_id:
             return _from_backup(engine, row, by_id[job.backup_id])
         return _write(

@@ -7,6 +7,10 @@ whether a live backup of that identity exists: if so it is adopted, whatever the
 server is called now; so a re-run, a lost answer, a killed process or a second ledger never makes a second
 backup of the slot, and a slot whose backup vanished gets a new one. Every create is an attempt with a
 ledger row of its own, written before the call, so every backup we made stays ours to clean up.
+
+A disk whose backup cannot be started is recorded as failed here, and its `DiskOutcome` built here
+(`_failed`): the caller gets either a `Submission` to wait for or that outcome, never an exception to
+record again.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from sqlmodel import Session
 
 from ..cloud import CloudClient
 from ..cloud.errors import ApiError, CloudError, TransportError
-from ..cloud.models.backups import Backup
+from ..cloud.models.backups import Backup, BackupStatus
 from ..cloud.models.jobs import Job
 from ..identity import CLOCK_SKEW
 from ..ledger import (
@@ -35,6 +39,7 @@ from ..ledger import (
     take_up_attempt,
 )
 from ..plan import BackupPlan
+from .outcomes import LIVE, from_backup
 from .targets import DiskTarget
 from .waiter import JobResult
 
@@ -43,13 +48,13 @@ log = logging.getLogger(__name__)
 RUNNING_ON_DISK = "VolumeBackup.0013"  # a backup of this disk is still being created (§2.1)
 VANISHED = "vbsb.BackupVanished"  # our error code: the backup a disk relied on is gone from the cloud
 NOT_DESCRIBED = "vbsb.VolumeNotDescribed"  # our error code: the plan selects a disk EVS cannot describe
-# "unknown": a listed backup we could not read (see cloud.models.backups): it may well be the slot's backup,
-# so it is adopted rather than duplicated, and the disk then fails loudly in `confirm_in_cloud`.
-LIVE = frozenset({"creating", "available", "restoring", "unknown"})
 
 
 class VolumeNotDescribed(CloudError):
-    """A server lists the disk as attached, but EVS cannot describe it: it cannot be backed up."""
+    """A server lists the disk as attached, but EVS cannot describe it: it cannot be backed up. Its `code`
+    is ours, exposed as `ApiError.code` exposes the cloud's."""
+
+    code = NOT_DESCRIBED
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ class DiskOutcome:
 
 def live_of(backups: Iterable[Backup], marker: str) -> list[Backup]:
     """The backups of the identity `marker` that are not failed or going away, newest first."""
-    live = [b for b in backups if b.description == marker and str(b.status) in LIVE]
+    live = [b for b in backups if b.description == marker and b.status in LIVE]
     return sorted(live, key=lambda b: (b.created_at, b.id), reverse=True)
 
 
@@ -104,24 +109,21 @@ async def submit_disk_backup(
     disk: DiskTarget,
     plan: BackupPlan,
     slot: datetime,
+    known: Sequence[Backup],
     full_backup: bool = False,
-    known: Sequence[Backup] | None = None,
     now: datetime | None = None,
     before_create: Callable[[], Awaitable[None]] | None = None,
-) -> Submission:
+) -> Submission | DiskOutcome:
     """Start (or find) this slot's backup of `disk`. `known` is what the cloud listed for this disk at the
-    start of the run (None: ask now); `now` is the run's clock, recorded as the attempt's time;
-    `before_create` is awaited between the intent and the create (a server's disks start together). When
-    the backup cannot be started the disk is recorded as failed and the `CloudError` is raised."""
+    start of the run; `now` is the run's clock, recorded as the attempt's time; `before_create` is awaited
+    between the intent and the create (a server's disks start together). A backup that cannot be started
+    comes back as the failed disk's `DiskOutcome`, already recorded."""
     marker = plan.identity_marker(slot)
     name = plan.backup_name(disk.server_name, disk.device, slot)
-    if disk.status == "missing":
+    if disk.missing:
         row = await asyncio.to_thread(_new_attempt, engine, run_id, plan, slot, disk, name, now)
         exc = VolumeNotDescribed(f"{disk.label}: attached volume {disk.volume_id} cannot be described by EVS")
-        await asyncio.to_thread(record_failure, engine, row.id, exc)
-        raise exc
-    if known is None:
-        known = await client.vbs.find_backups_by_description(marker, disk.volume_id)
+        return await _failed(engine, row, disk, name, exc)
     live = live_of(known, marker)
     if live:
         return await _adopt(client, engine, run_id, plan, slot, disk, name, marker, live, now)
@@ -135,8 +137,7 @@ async def submit_disk_backup(
     try:
         return await _create(client, engine, row, disk, plan, name, marker, full_backup, earlier)
     except CloudError as exc:
-        await asyncio.to_thread(record_failure, engine, row.id, exc)
-        raise
+        return await _failed(engine, row, disk, name, exc)
 
 
 def _new_attempt(
@@ -248,7 +249,7 @@ async def _adopt(
         return await _claim(engine, new, name, marker, disk, backup, created_by_us=False)
     assert row.id is not None
     await asyncio.to_thread(_take_up, engine, row.id, run_id)
-    creating = str(backup.status) == "creating"
+    creating = from_backup(backup.status) is DiskBackupStatus.running
     if claimed or (not creating and row.status not in DiskBackupStatus.successes()):
         # A job id means we created it: succeeded; only an intent: adopted (found, not seen created).
         status = DiskBackupStatus.succeeded if row.job_id else DiskBackupStatus.adopted
@@ -306,7 +307,7 @@ async def _made_by_open_attempt(
             continue
         if row.job_id:
             job = await _job(client, row.job_id)
-            if job is not None and job.status not in ("SUCCESS", "FAIL"):
+            if job is not None and not job.is_finished:
                 return row, None
             made = by_id.get(job.backup_id or "") if job is not None else None
         else:
@@ -349,7 +350,7 @@ async def _claim(
     created_by_us: bool,
 ) -> Submission:
     assert row.id is not None
-    done = str(backup.status) != "creating"
+    done = from_backup(backup.status) is not DiskBackupStatus.running
     status = DiskBackupStatus.adopted if done else DiskBackupStatus.running
     await asyncio.to_thread(
         _write_outcome, engine, row.id, status, backup_id=backup.id, created_by_us=created_by_us
@@ -359,15 +360,20 @@ async def _claim(
     )
 
 
-def record_failure(engine: Engine, row_id: int | None, exc: Exception) -> None:
-    """A disk that could not even be started is a failed disk, with the error's code and text."""
-    assert row_id is not None
-    code = (
-        exc.code
-        if isinstance(exc, ApiError)
-        else (NOT_DESCRIBED if isinstance(exc, VolumeNotDescribed) else type(exc).__name__)
+async def _failed(
+    engine: Engine, row: DiskBackup, disk: DiskTarget, name: str, exc: CloudError
+) -> DiskOutcome:
+    """A disk that could not even be started is a failed disk, with the error's code (the cloud's, ours for
+    VolumeNotDescribed, else the kind of error: `TransportError`, a code-less `ServerError`) and text:
+    recorded, and returned as its outcome."""
+    assert row.id is not None
+    code = (exc.code if isinstance(exc, ApiError | VolumeNotDescribed) else None) or type(exc).__name__
+    await asyncio.to_thread(
+        _write_outcome, engine, row.id, DiskBackupStatus.failed, error_code=code, error_reason=str(exc)
     )
-    _write_outcome(engine, row_id, DiskBackupStatus.failed, error_code=code, error_reason=str(exc))
+    return DiskOutcome(
+        disk, name, DiskBackupStatus.failed, error_code=code, error_reason=str(exc), disk_backup_id=row.id
+    )
 
 
 def _write_outcome(engine: Engine, row_id: int, status: DiskBackupStatus, **fields: object) -> None:
@@ -380,18 +386,17 @@ def _write_outcome(engine: Engine, row_id: int, status: DiskBackupStatus, **fiel
 async def finish_disk_backup(
     *, client: CloudClient, engine: Engine, submission: Submission, result: JobResult
 ) -> DiskOutcome:
-    """Record a job's end. A failed job's backup (status `error`) is looked up by identity and recorded,
-    so that retention may later clean it up as ours."""
-    status = {
-        "succeeded": DiskBackupStatus.adopted if submission.adopted else DiskBackupStatus.succeeded,
-        "failed": DiskBackupStatus.failed,
-        "timed_out": DiskBackupStatus.timed_out,
-    }[result.status]
+    """Record a job's end (succeeded, failed or timed out; an adopted backup that became available is
+    `adopted`). A failed job's backup (status `error`) is looked up by identity and recorded, so that
+    retention may later clean it up as ours."""
+    status = result.status
+    if status is DiskBackupStatus.succeeded and submission.adopted:
+        status = DiskBackupStatus.adopted
     backup_id = result.backup_id or submission.backup_id
-    if status == DiskBackupStatus.failed and not backup_id:
+    if status is DiskBackupStatus.failed and not backup_id:
         try:
             found = await client.vbs.find_backups_by_description(submission.marker, submission.disk.volume_id)
-            failed = [b for b in found if str(b.status) == "error"]
+            failed = [b for b in found if b.status == BackupStatus.ERROR]
             backup_id = max(failed, key=lambda b: (b.created_at, b.id)).id if failed else None
         except CloudError as exc:  # the failure is recorded anyway; only the id is missing
             log.warning("%s: could not look up the failed backup: %s", submission.disk.label, exc)
@@ -438,10 +443,12 @@ async def confirm_in_cloud(
     confirmed = []
     for outcome in outcomes:
         if outcome.ok:
-            seen = {b.id: str(b.status) for b in listed.get(outcome.disk.volume_id, [])}
-            status = seen.get(outcome.backup_id or "", "gone")
-            if status != "available":
-                reason = f"backup {outcome.backup_id} is not available in the cloud any more ({status})"
+            seen = {b.id: b.status for b in listed.get(outcome.disk.volume_id, [])}
+            status = seen.get(outcome.backup_id or "")
+            if status != BackupStatus.AVAILABLE:
+                reason = (
+                    f"backup {outcome.backup_id} is not available in the cloud any more ({status or 'gone'})"
+                )
                 log.error("%s: %s", outcome.disk.label, reason)
                 if outcome.disk_backup_id is not None:
                     await asyncio.to_thread(

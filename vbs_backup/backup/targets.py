@@ -22,6 +22,10 @@ from ..plan import BackupPlan, ServerSelection
 log = logging.getLogger(__name__)
 
 
+# The status of a disk that a server lists as attached but EVS does not describe (`disks_of`).
+MISSING = "missing"
+
+
 class SelectionError(ValueError):
     """The plan's selection names servers that do not exist, or selects nothing."""
 
@@ -36,7 +40,12 @@ class DiskTarget(BaseModel):
     device: str
     size_gb: int
     is_system: bool
-    status: str  # the EVS status; "missing" when EVS could not describe an attached disk
+    status: str  # the EVS status; MISSING when EVS could not describe an attached disk
+
+    @property
+    def missing(self) -> bool:
+        """The server lists the disk but EVS cannot describe it: it cannot be backed up."""
+        return self.status == MISSING
 
     @property
     def label(self) -> str:
@@ -79,7 +88,7 @@ def disks_of(server: Server, volumes: dict[str, Volume], *, include_system: bool
                     device=attached.device or "unknown",
                     size_gb=0,
                     is_system=attached.boot_index == 0,
-                    status="missing",
+                    status=MISSING,
                 )
             )
             continue

@@ -24,7 +24,7 @@ from sqlmodel import Session
 
 from ..cloud import CloudClient
 from ..cloud.errors import BadRequestError, CloudError, NotFoundError
-from ..cloud.models.backups import Backup
+from ..cloud.models.backups import Backup, BackupStatus
 from ..identity import parse_marker
 from ..ledger import DeleteStatus, DiskBackupStatus, mark_delete, newest_attempt, owned_backup_ids
 from ..ledger import record_retention_decision as record_decision
@@ -76,7 +76,7 @@ async def backups_by_volume(client: CloudClient, volume_ids: Iterable[str]) -> d
 
 async def _going_away(client: CloudClient, backup_id: str) -> bool:
     try:
-        return str((await client.vbs.get_backup(backup_id)).status) == "deleting"
+        return (await client.vbs.get_backup(backup_id)).status == BackupStatus.DELETING
     except NotFoundError:
         return True
     except CloudError:
@@ -104,7 +104,7 @@ def to_records(
             id=b.id,
             name=b.name or "",
             volume_id=b.volume_id,
-            status=str(b.status),
+            status=b.status,
             created_at=b.created_at,
             owned=is_owned(b, plan, owned_ids),
             verified=b.id in verified_ids,

@@ -39,7 +39,7 @@ from sqlmodel import Session, col, or_, select
 
 from ..backup.quotas import BACKUPS, GIGABYTES, quota_use
 from ..backup.targets import DiskTarget
-from ..cloud.models.backups import Backup, Quotas
+from ..cloud.models.backups import Backup, BackupStatus, Quotas
 from ..identity import parse_marker
 from ..ledger import DiskBackupStatus, Run, VolumeProtection, mark_abandoned_runs, protection_status
 
@@ -177,7 +177,7 @@ def newest_in_cloud(
         good = [
             b
             for b in listed
-            if str(b.status) == "available" and (parse_marker(b.description) or ("",))[0] == plan_name
+            if b.status == BackupStatus.AVAILABLE and (parse_marker(b.description) or ("",))[0] == plan_name
         ]
         best = max(good, key=lambda b: (b.created_at, b.id), default=None)
         newest[volume_id] = (best.id, best.created_at) if best is not None else None
@@ -227,7 +227,7 @@ def check_protection(
             Finding(FindingKind.abandoned_run, f"run {dead.id} of plan {plan_name}", dead.message or "")
         )
 
-    by_volume = {p.volume_id: p for p in snapshot.protections}
+    by_volume: dict[str, VolumeProtection | None] = {p.volume_id: p for p in snapshot.protections}
     if cloud is not None:
         by_volume = {v: _as_in_cloud(by_volume.get(v), cloud.get(v)) for v in set(by_volume) | set(cloud)}
     checked: list[tuple[str, str, str, str, VolumeProtection | None]]  # label, server, device, volume
@@ -344,8 +344,7 @@ def _never_detail(protection: VolumeProtection | None) -> str:
 
 
 def _last_attempt(protection: VolumeProtection) -> str:
-    status = protection.last_attempt_status.value
-    if status in ("succeeded", "adopted"):
+    if protection.last_attempt_status in DiskBackupStatus.successes():
         return ""
     code = f" {protection.last_error_code}" if protection.last_error_code else ""
-    return f"; last attempt {status}{code}"
+    return f"; last attempt {protection.last_attempt_status.value}{code}"
