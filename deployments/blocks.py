@@ -2,8 +2,7 @@
 `block_reference(name)`, how a deployment's `credentials` parameter names a saved block.
 
 The block itself (`VbsCredentials`) and `settings_from_block` live in tasks/credentials.py, where the flows'
-runs load them (flows/ and tasks/ never import from deployments/); they are re-exported here for callers
-that import them from this module.
+runs load them (Prefect code never imports upward: flows/ and tasks/ never import from deployments/).
 """
 
 from __future__ import annotations
@@ -18,16 +17,9 @@ from vbs_backup.tasks.credentials import (
     SERVICE_ENDPOINT_FIELDS,
     USER_FIELDS,
     VbsCredentials,
-    settings_from_block,
 )
 
-__all__ = [
-    "SERVICE_ENDPOINT_FIELDS",
-    "VbsCredentials",
-    "block_from_settings",
-    "block_reference",
-    "settings_from_block",
-]
+__all__ = ["block_from_settings", "block_reference"]
 
 
 def block_from_settings(
@@ -37,7 +29,7 @@ def block_from_settings(
     only that way to sign in: "aksk" leaves out the IAM user (name, password, domain), "token" the AK/SK."""
     values: dict[str, Any] = {name: getattr(settings, name) for name in PLAIN_FIELDS + SECRET_FIELDS}
     for name in SERVICE_ENDPOINT_FIELDS:
-        values[name] = getattr(settings, name, None)
+        values[name] = getattr(settings, name)
     left_out = {"aksk": USER_FIELDS, "token": AKSK_FIELDS, None: ()}[auth]
     for name in left_out:
         values[name] = None

@@ -80,7 +80,7 @@ class DeploymentSpec:
         # Prefect's UI shows a schedule without its zone ("At 02:00 AM every day"): the description says it.
         description = self.description.replace(f"({self.timezone})", f"({timezone})")
         # Sync context: to_deployment returns the deployment itself (it dispatches on the event loop).
-        return self.load_flow().to_deployment(
+        return self.load_flow().to_deployment(  # type: ignore[return-value]
             name=self.name,
             description=description,
             schedules=spec.schedules(),

@@ -92,7 +92,7 @@ async def restore_disk(
 
 
 async def _restore_disk(
-    request: RestoreRequest, dry_run: bool, wait_minutes: int, credentials: str | None
+    request: RestoreRequest, dry_run: bool, wait_minutes: int, credentials: Credentials
 ) -> State:
     async with open_cloud(credentials) as cloud:
         checked = unwrap(await check_restore(cloud, request))  # an expected failure: raised, run Failed
@@ -133,7 +133,7 @@ async def restore_drill(
     return await failing_cleanly(_restore_drill(plan, sample, wait_minutes, credentials))
 
 
-async def _restore_drill(plan: BackupPlan, sample: int, wait_minutes: int, credentials: str | None) -> State:
+async def _restore_drill(plan: BackupPlan, sample: int, wait_minutes: int, credentials: Credentials) -> State:
     async with open_cloud(credentials) as cloud:
         disks = unwrap(await protected_disks(cloud, plan))  # an expected failure: raised, run Failed
         chosen = await choose_drill_disks(cloud, disks, sample)

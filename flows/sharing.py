@@ -43,7 +43,7 @@ async def share_backups(
     return await failing_cleanly(_share_backups(plan, to_project_ids, credentials))
 
 
-async def _share_backups(plan: BackupPlan, to_project_ids: list[str], credentials: str | None) -> State:
+async def _share_backups(plan: BackupPlan, to_project_ids: list[str], credentials: Credentials) -> State:
     logger = get_run_logger()
     try:
         targets = check_target_projects(to_project_ids)

@@ -154,7 +154,8 @@ def settings_from_block(name: str) -> Settings:
     """Load the saved `VbsCredentials` block `name` and return the settings a flow run uses; a block that
     does not exist, or no longer validates, is a ConfigError with one line."""
     try:
-        block = VbsCredentials.load(name, _sync=True)
+        # `_sync`: Prefect's switch to the synchronous load inside an event loop; not in load's signature.
+        block: VbsCredentials = VbsCredentials.load(name, _sync=True)  # type: ignore[call-arg,assignment]
     except ValueError as exc:
         raise ConfigError(f"no VBS credentials block named {name!r} on the Prefect server") from exc
     except RuntimeError as exc:

@@ -1,4 +1,4 @@
-"""Operations commands, registered on `vbs-backup` when imported:
+"""Operations commands:
 
     vbs-backup serve [--plan plan.yaml] [--credentials BLOCK] [--limit N]
     vbs-backup blocks register NAME [--cloud ...] [--region ...] [--project-id ...]
@@ -15,28 +15,23 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import typer
 
-from vbs_backup.deployments.cli.app import app
+from vbs_backup.deployments.cli.running import prefect_defaults
 
-__all__ = ["alerts_app", "blocks_app"]
+__all__ = ["alerts_app", "blocks_app", "serve"]
 
 blocks_app = typer.Typer(help="Prefect blocks: saved cloud credentials.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alerts on failed or missing runs (Prefect automations).", no_args_is_help=True)
-app.add_typer(blocks_app, name="blocks")
-app.add_typer(alerts_app, name="alerts")
 
 
 def _require_api() -> str:
     """The Prefect server's API URL; without one, Prefect would start a throwaway server that nothing
     else can see, so refuse with the fix."""
-    import os
-
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
+    prefect_defaults()
     from prefect.settings import get_current_settings
 
     url = get_current_settings().api.url
@@ -50,7 +45,6 @@ def _require_api() -> str:
     return url
 
 
-@app.command()
 def serve(
     plan_file: Annotated[
         Path | None,
@@ -123,7 +117,7 @@ def register(
 
     from vbs_backup.settings import ConfigError, Settings
 
-    overrides = {
+    overrides: dict[str, Any] = {
         "cloud": cloud,
         "region": region,
         "project_id": project_id,
@@ -355,7 +349,8 @@ def alert_server(
 
     class Handler(BaseHTTPRequestHandler):
         def setup(self) -> None:
-            self.timeout = timeout  # each read, and below the whole request
+            # Each read's socket timeout, and below the whole request's (typeshed calls it a class variable).
+            self.timeout = timeout  # type: ignore[misc]
             super().setup()
             self.expired = threading.Event()
             self.unread = False

@@ -1,4 +1,5 @@
-"""`vbs-backup policies ...`: native VBS backup policies as code, without Prefect.
+"""`vbs-backup policies ...`: native VBS backup policies as code. Every command but `audit` talks to the
+cloud alone, without Prefect; `audit` runs the `policy-audit` flow once.
 
     vbs-backup policies plan    --file policies.yaml [--nightly-plan plan.yaml] [--prune]
     vbs-backup policies apply   --file policies.yaml [--nightly-plan plan.yaml] [--prune]
@@ -6,10 +7,10 @@
     vbs-backup policies execute NAME [--wait] [--timeout S] [--interval S]
     vbs-backup policies list    [--tag key=value ...] [--name TEXT] [--count]
     vbs-backup policies tags
+    vbs-backup policies audit   [--since-hours 24]
 
-Exit codes: 0 done (or nothing to do), 1 the cloud refused something, 2 bad input found before any change
-(file, unknown disk or server, settings). Importing this module registers the sub-app on
-`vbs_backup.deployments.cli.app.app`.
+Exit codes: 0 done (or nothing to do), 1 the cloud refused something (`audit`: the flow failed), 2 bad
+input found before any change (file, unknown disk or server, settings).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from vbs_backup.deployments.cli.app import app
+from vbs_backup.deployments.cli.running import run_flow
 
 if TYPE_CHECKING:  # pragma: no cover
     from vbs_backup.cloud import CloudClient
@@ -34,7 +35,6 @@ policies_app = typer.Typer(
     help="Native VBS backup policies as code: plan, apply, import, execute, list.",
     no_args_is_help=True,
 )
-app.add_typer(policies_app, name="policies")
 
 T = TypeVar("T")
 
@@ -308,3 +308,13 @@ def tags_cmd() -> None:
 
     for item in sorted(_run(main()), key=lambda t: t.key):
         typer.echo(f"{item.key}: {', '.join(sorted(item.values))}")
+
+
+@policies_app.command("audit")
+def audit_cmd(
+    since_hours: Annotated[
+        int, typer.Option(min=1, max=24 * 31, help="Fail on tasks that failed within this many hours.")
+    ] = 24,
+) -> None:
+    """Record every policy backup task in the ledger; exit 1 if one failed or timed out in the window."""
+    raise typer.Exit(run_flow("policy-audit", since_hours=since_hours))

@@ -8,14 +8,13 @@ against the configured cloud (VBS_BACKUP_* settings). Exit 0 when the flow compl
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from vbs_backup.deployments.cli.app import app
+from vbs_backup.deployments.cli.running import run_flow
 
 __all__ = ["drill", "parse_time", "restore"]
 
@@ -29,13 +28,6 @@ def parse_time(text: str) -> datetime:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
-def _finish(state) -> None:
-    typer.echo(f"{state.name}: {state.message}")
-    if not state.is_completed():
-        raise typer.Exit(1)
-
-
-@app.command()
 def restore(
     volume: Annotated[str, typer.Option("--volume", help="The disk (UUID) whose backup is restored.")],
     backup: Annotated[str | None, typer.Option("--backup", help="The backup (UUID) to restore.")] = None,
@@ -55,26 +47,19 @@ def restore(
         typer.echo("give exactly one of --backup ID or --before ISO-TIME", err=True)
         raise typer.Exit(2)
     when = parse_time(before) if before is not None else None
-    from vbs_backup.deployments.cli import prefect_defaults
-
-    prefect_defaults()
-    from vbs_backup.flows.restore import restore_disk
-
-    state = asyncio.run(
-        restore_disk(
-            volume,
+    raise typer.Exit(
+        run_flow(
+            "restore-disk",
+            volume_id=volume,
             backup_id=backup,
             before=when,
             target_volume_id=target_volume,
             dry_run=dry_run,
             wait_minutes=wait_minutes,
-            return_state=True,
         )
     )
-    _finish(state)
 
 
-@app.command()
 def drill(
     plan_file: Annotated[
         Path, typer.Option("--plan", dir_okay=False, help="Plan YAML file whose disks are drilled.")
@@ -90,11 +75,4 @@ def drill(
     except PlanError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    from vbs_backup.deployments.cli import prefect_defaults
-
-    prefect_defaults()
-    from vbs_backup.flows.restore import restore_drill
-
-    _finish(
-        asyncio.run(restore_drill(backup_plan, sample=sample, wait_minutes=wait_minutes, return_state=True))
-    )
+    raise typer.Exit(run_flow("restore-drill", plan=backup_plan, sample=sample, wait_minutes=wait_minutes))

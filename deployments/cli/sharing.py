@@ -14,12 +14,11 @@ from typing import Annotated, Any
 
 import typer
 
-from vbs_backup.deployments.cli.app import app
+from vbs_backup.deployments.cli.running import run_flow
 
 __all__ = ["share"]
 
 
-@app.command()
 def share(
     plan_file: Annotated[
         Path | None, typer.Option("--plan", exists=True, dir_okay=False, help="Plan YAML file: its disks.")
@@ -57,15 +56,7 @@ def _run_share_flow(plan_file: Path, to: list[str], *, dry_run: bool) -> int:
         return 2
     if dry_run:
         plan = plan.model_copy(update={"dry_run": True})
-
-    from vbs_backup.deployments.cli import prefect_defaults
-
-    prefect_defaults()
-    from vbs_backup.flows.sharing import share_backups
-
-    state = asyncio.run(share_backups(plan, to, return_state=True))
-    typer.echo(f"{state.name}: {state.message}")
-    return 0 if state.is_completed() else 1
+    return run_flow("share-backups", plan=plan, to_project_ids=to)
 
 
 def _show_shares(*, list_: bool, share_id: str | None) -> int:

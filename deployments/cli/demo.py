@@ -8,7 +8,6 @@ results table and the ledger's path.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 from collections import Counter
@@ -20,6 +19,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session, select
 
+from vbs_backup.clock import Clock
+from vbs_backup.deployments.cli.running import final_state
 from vbs_backup.emulator import SAMPLE_FLEET
 from vbs_backup.emulator.app import create_app
 from vbs_backup.emulator.clock import ScaledClock
@@ -28,7 +29,7 @@ from vbs_backup.emulator.state import CloudState, JobFault
 from vbs_backup.ledger import DiskBackup, RetentionDecision, make_engine
 from vbs_backup.plan import BackupPlan
 from vbs_backup.reporting import protection_table, runs_table
-from vbs_backup.tasks.runtime import TimeSource, use_time_source
+from vbs_backup.tasks.runtime import use_clock
 
 FAILING_DISK = "web-02-data"  # the sample fleet's disk whose backups the demo makes fail
 DAY = 86400.0
@@ -68,8 +69,8 @@ def run_demo(*, speed: float) -> int:
         )
         console.print(f"[bold]Emulator[/] at {server.url} (speed x{speed:g}); disk {FAILING_DISK} will fail.")
         clock = state.clock
-        source = TimeSource(now=clock.now, monotonic=lambda: clock.now().timestamp())
-        with use_time_source(source):
+        source = Clock(now=clock.now, monotonic=lambda: clock.now().timestamp())
+        with use_clock(source):
             for night in (1, 2):
                 console.rule(f"Night {night} ({clock.now():%Y-%m-%d %H:%M} virtual UTC)")
                 final = _run_with_progress(console, state, project["id"], night)
@@ -95,8 +96,6 @@ def _volume_named(project: dict, name: str) -> str:
 
 
 def _run_with_progress(console: Console, state: CloudState, project_id: str, night: int):
-    from vbs_backup.flows.nightly import nightly_backup
-
     done = threading.Event()
 
     def show() -> None:
@@ -112,7 +111,7 @@ def _run_with_progress(console: Console, state: CloudState, project_id: str, nig
     thread = threading.Thread(target=show, daemon=True)
     thread.start()
     try:
-        return asyncio.run(nightly_backup(demo_plan(), return_state=True))
+        return final_state("nightly-backup", plan=demo_plan())
     finally:
         done.set()
         thread.join()
