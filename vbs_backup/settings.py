@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vbs_backup.cloud.endpoints import CloudName
+from vbs_backup.cloud.models.common import is_project_id
 
 __all__ = [
     "CONNECTION_FIELDS",
@@ -45,7 +46,6 @@ __all__ = [
 
 ENV_PREFIX = "VBS_BACKUP_"
 
-_PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
 _REGION = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
@@ -228,7 +228,7 @@ class Settings(BaseSettings):
     @field_validator("project_id")
     @classmethod
     def _check_project_id(cls, value: str | None) -> str | None:
-        if value is not None and not _PROJECT_ID.match(value):
+        if value is not None and not is_project_id(value):
             raise ValueError("must be 32 lowercase hexadecimal characters")
         return value
 
@@ -251,7 +251,7 @@ class Settings(BaseSettings):
     def from_environment(cls) -> Settings:
         """The settings of a flow run without a block: the process environment, never a ``.env`` file
         (a flow must not take its endpoints from whatever directory it happens to run in)."""
-        return cls(_env_file=None)  # type: ignore[call-arg]
+        return cls(_env_file=None)
 
     @classmethod
     def for_connection(cls, connection: Mapping[str, Any]) -> Settings:
@@ -267,7 +267,7 @@ class Settings(BaseSettings):
             value = connection.get(name)
             # An explicit None also overrides the environment (the default of every optional field).
             values[name] = value if value is not None else cls.model_fields[name].default
-        return cls(_env_file=None, **values)  # type: ignore[call-arg]
+        return cls(_env_file=None, **values)
 
     def credentials_mode(self) -> Literal["aksk", "token"]:
         """``"aksk"`` when AK and SK are set, else ``"token"`` when user, password and domain are set.

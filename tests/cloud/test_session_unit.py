@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from tests.clocks import FakeTime
 from vbs_backup.cloud import (
     AkSkAuth,
     AuthenticationError,
@@ -467,9 +468,11 @@ async def test_one_info_line_per_request_and_no_secret_anywhere_in_the_logs(capl
     assert SK not in everything and signature not in everything and "Authorization" not in everything
 
 
-async def test_project_id_is_checked_before_any_request():
-    with pytest.raises(ConfigurationError, match="32 hexadecimal"):
-        CloudSession(endpoints=ENDPOINTS, project_id="my-project", auth=AkSkAuth(AK, SK))
+@pytest.mark.parametrize("project_id", ["my-project", "0123456789ABCDEF0123456789ABCDEF", "0" * 31])
+async def test_project_id_is_checked_before_any_request(project_id):
+    # The one project-id rule (cloud.models.common.is_project_id), as IAM shows ids: 32 lowercase hex.
+    with pytest.raises(ConfigurationError, match="32 lowercase hexadecimal"):
+        CloudSession(endpoints=ENDPOINTS, project_id=project_id, auth=AkSkAuth(AK, SK))
 
 
 async def test_a_closed_session_refuses_requests():
@@ -481,19 +484,6 @@ async def test_a_closed_session_refuses_requests():
 
 
 # -- rate limiter ------------------------------------------------------------------------------------------
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 async def test_rate_limiter_allows_a_burst_then_spaces_requests():

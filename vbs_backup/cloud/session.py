@@ -37,6 +37,7 @@ from .errors import (
     raise_from_response,
     safe_url,
 )
+from .models.common import is_project_id
 from .ratelimit import RateLimiter, RateReport
 from .retry import CallRetries, RetryPolicy, describe
 
@@ -45,7 +46,6 @@ __all__ = ["CloudSession", "Service"]
 log = logging.getLogger("vbs_backup.cloud")
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-_PROJECT_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 _STYLES = ("marker", "offset", "page")
 USER_AGENT = "vbs-backup/0.1"
 
@@ -150,8 +150,10 @@ class CloudSession:
         transport: httpx.AsyncBaseTransport | None = None,
         deadline: float | None = None,
     ) -> None:
-        if not isinstance(project_id, str) or not _PROJECT_ID.match(project_id):
-            raise ConfigurationError("project_id must be 32 hexadecimal characters (see the IAM console)")
+        if not is_project_id(project_id):
+            raise ConfigurationError(
+                "project_id must be 32 lowercase hexadecimal characters (see the IAM console)"
+            )
         if deadline is None:
             deadline = _default_deadline(timeout)
         elif not deadline > 0:

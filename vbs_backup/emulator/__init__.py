@@ -6,37 +6,30 @@ It never imports `vbs_backup.cloud` (the client): the HTTP wire is the contract 
     app = create_app(CloudState(clock=ManualClock()), fleet=SAMPLE_FLEET)
     with EmulatorServer(app) as server:
         ...  # server.url, plus the control API under server.url + "/_emulator"
-
-Public names are imported lazily, so importing one submodule (e.g. `state` from the VBS backend) does not
-pull in the whole app.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Any
+
+from .app import create_app
+from .clock import ManualClock, ScaledClock
+from .fleet import FleetError, FleetModel, apply_fleet, load_fleet
+from .server import EmulatorServer
+from .state import CloudState, Settings
 
 SAMPLE_FLEET = Path(__file__).with_name("sample_fleet.yaml")
 
-_EXPORTS = {
-    "create_app": "app",
-    "EmulatorServer": "server",
-    "CloudState": "state",
-    "Settings": "state",
-    "ManualClock": "clock",
-    "ScaledClock": "clock",
-    "FleetError": "fleet",
-    "FleetModel": "fleet",
-    "apply_fleet": "fleet",
-    "load_fleet": "fleet",
-}
-
-__all__ = ["SAMPLE_FLEET", *_EXPORTS]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__all__ = [
+    "SAMPLE_FLEET",
+    "CloudState",
+    "EmulatorServer",
+    "FleetError",
+    "FleetModel",
+    "ManualClock",
+    "ScaledClock",
+    "Settings",
+    "apply_fleet",
+    "create_app",
+    "load_fleet",
+]

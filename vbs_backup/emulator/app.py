@@ -1,10 +1,9 @@
 """The emulator's ASGI application: every service's routes behind the gateway middleware.
 
-`create_app(state, fleet=...)` builds one Starlette app serving IAM, ECS, EVS, VBS (when the `vbs` package
-is present) and the `/_emulator` control API, with the `Gateway` middleware in front. `app.state` holds
-the `CloudState` (`cloud`), the fleet it started with (`fleet`, reloaded by `POST /_emulator/reset`),
-the fault rules (`faults`), the rate limiter (`rate_limiter`) and the Host names the control API answers
-(`control_hosts`).
+`create_app(state, fleet=...)` builds one Starlette app serving IAM, ECS, EVS, VBS and the `/_emulator`
+control API, with the `Gateway` middleware in front. `app.state` holds the `CloudState` (`cloud`), the fleet
+it started with (`fleet`, reloaded by `POST /_emulator/reset`), the fault rules (`faults`), the rate limiter
+(`rate_limiter`) and the Host names the control API answers (`control_hosts`).
 
 Exposure: the control API is unauthenticated, so it is guarded (see `control`): loopback Host names only
 (plus `hosts`, the address the emulator was explicitly bound to), and state changes only from programs (a
@@ -16,8 +15,6 @@ name, a LAN address), and what a rebinding page could do there is create or dele
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -32,16 +29,8 @@ from .faults import FaultInjector, RateLimiter
 from .fleet import FleetModel, apply_fleet, load_fleet
 from .gateway import Gateway
 from .state import CloudState
-
-
-def _vbs_module() -> Any | None:
-    # The VBS service is built in parallel; serve without it until it exists. Checking for the package
-    # (instead of catching ImportError) keeps a real import error inside it loud.
-    if importlib.util.find_spec(f"{__package__}.vbs") is None:
-        return None
-    module = importlib.import_module(f"{__package__}.vbs")
-    # A half-written package (no `routes`/`install` yet) is treated as absent.
-    return module if hasattr(module, "routes") and hasattr(module, "install") else None
+from .vbs import install as install_vbs
+from .vbs import routes as vbs_routes
 
 
 def create_app(
@@ -65,11 +54,8 @@ def create_app(
     if fleet_model is not None:
         apply_fleet(state, fleet_model)
 
-    routes: list[BaseRoute] = [*control.routes(), *iam.routes(), *ecs.routes(), *evs.routes()]
-    vbs = _vbs_module()
-    if vbs is not None:
-        routes += vbs.routes()
-        vbs.install(state)
+    routes: list[BaseRoute] = [*control.routes(), *iam.routes(), *ecs.routes(), *evs.routes(), *vbs_routes()]
+    install_vbs(state)
 
     faults = FaultInjector()
     rate_limiter = RateLimiter(monotonic)

@@ -43,7 +43,17 @@ from pydantic import (
     model_validator,
 )
 
-from .state import Attachment, CloudState, Project, Server, Settings, User, Volume, new_uuid
+from .state import (
+    PROJECT_ID_PATTERN,
+    Attachment,
+    CloudState,
+    Project,
+    Server,
+    Settings,
+    User,
+    Volume,
+    new_uuid,
+)
 
 
 class FleetError(ValueError):
@@ -125,7 +135,7 @@ class VolumeModel(_Model):
 
 
 class ProjectModel(_Model):
-    id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    id: str = Field(pattern=PROJECT_ID_PATTERN)
     name: str = Field(min_length=1)
     access_keys: list[AccessKeyModel] = Field(default_factory=list)
     users: list[UserModel] = Field(default_factory=list)

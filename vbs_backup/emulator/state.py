@@ -21,6 +21,9 @@ from typing import Literal
 
 from .clock import Clock, ManualClock
 
+# A project id as IAM shows it: the fleet file's rule and the share API's check of a target project.
+PROJECT_ID_PATTERN = r"^[0-9a-f]{32}$"
+
 
 def new_uuid(rng: random.Random | None = None) -> str:
     if rng is None:

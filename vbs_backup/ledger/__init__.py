@@ -4,6 +4,7 @@ PostgreSQL). Build an engine with :func:`make_engine`, create or migrate the tab
 re-exported here.
 """
 
+from vbs_backup.ledger._rows import LedgerNotFoundError
 from vbs_backup.ledger.engine import (
     LedgerVersionError,
     init_db,
@@ -15,7 +16,6 @@ from vbs_backup.ledger.engine import (
 )
 from vbs_backup.ledger.repository import (
     RUN_LEASE,
-    LedgerNotFoundError,
     VolumeProtection,
     attempts_for_slot,
     beat,

@@ -1,5 +1,6 @@
-"""Engine factory for the ledger: SQLite (embedded, the default) or PostgreSQL (several workers), and its
-schema's version (Alembic migrations in ``migrations/``, applied by :func:`init_db`).
+"""Engine factory for the ledger: SQLite (embedded, the default) or PostgreSQL (several workers), its schema
+(:data:`LEDGER_TABLES`) and the schema's version (Alembic migrations in ``migrations/``, applied by
+:func:`init_db`).
 
 Nothing here connects at import time; ``make_engine`` only prepares, the first session connects.
 """
@@ -7,9 +8,7 @@ Nothing here connects at import time; ``make_engine`` only prepares, the first s
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
-import pkgutil
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,18 +18,23 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
 
+from vbs_backup.ledger.policy_audit import PolicyTaskRecord
+from vbs_backup.ledger.restores import Restore, RestoreDrill
+from vbs_backup.ledger.sharing import ShareRecord
+from vbs_backup.ledger.tables import DiskBackup, RetentionDecision, Run
+
 if TYPE_CHECKING:  # pragma: no cover
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
 __all__ = [
+    "LEDGER_TABLES",
     "LedgerVersionError",
     "alembic_config",
     "init_db",
     "ledger_head",
     "ledger_metadata",
     "ledger_revision",
-    "ledger_tables",
     "make_engine",
     "normalize_url",
     "upgrade_ledger",
@@ -39,26 +43,22 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def ledger_tables() -> list[Table]:
-    """Every table defined in a module of this package (importing them all first), and no other: the
-    SQLModel metadata is shared by every SQLModel table imported in the process. A feature adds its tables
-    in a module of its own here and they are created with the rest."""
-    package = importlib.import_module("vbs_backup.ledger")
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"vbs_backup.ledger.{module.name}")
-    return [
-        cls.__table__  # type: ignore[attr-defined]
-        for cls in _all_subclasses(SQLModel)
-        if cls.__module__.startswith("vbs_backup.ledger.") and hasattr(cls, "__table__")
-    ]
-
-
-def _all_subclasses(cls: type) -> list[type]:
-    found = []
-    for sub in cls.__subclasses__():
-        found.append(sub)
-        found.extend(_all_subclasses(sub))
-    return found
+# The ledger's schema: every table of the ledger, and no other (the SQLModel metadata is shared by every
+# SQLModel table imported in the process). A feature adds its tables in a module of its own and lists them
+# here, with a migration in ``migrations/versions``; tests/core/test_migrations.py checks the two agree.
+_LEDGER_MODELS: tuple[type[SQLModel], ...] = (
+    Run,
+    DiskBackup,
+    RetentionDecision,
+    PolicyTaskRecord,
+    Restore,
+    RestoreDrill,
+    ShareRecord,
+)
+LEDGER_TABLES: tuple[Table, ...] = tuple(
+    model.__table__  # type: ignore[attr-defined]
+    for model in _LEDGER_MODELS
+)
 
 
 # How long a SQLite writer waits for another one (another worker thread, the CLI) before giving up.
@@ -140,7 +140,7 @@ class LedgerVersionError(RuntimeError):
 def ledger_metadata() -> MetaData:
     """A metadata holding copies of the ledger's tables only (the SQLModel one is shared by every model)."""
     metadata = MetaData()
-    for table in ledger_tables():
+    for table in LEDGER_TABLES:
         table.to_metadata(metadata)
     return metadata
 
@@ -223,9 +223,8 @@ def upgrade_ledger(engine: Engine) -> tuple[str | None, str]:
         config = alembic_config(conn)
         unversioned = current is None
         if unversioned:
-            tables = ledger_tables()
-            if not {t.name for t in tables} & set(inspect(conn).get_table_names()):
-                SQLModel.metadata.create_all(conn, tables=tables)
+            if not {t.name for t in LEDGER_TABLES} & set(inspect(conn).get_table_names()):
+                SQLModel.metadata.create_all(conn, tables=list(LEDGER_TABLES))
                 command.stamp(config, head)
                 log.info("ledger created at revision %s", head)
                 return None, head
@@ -240,7 +239,7 @@ def upgrade_ledger(engine: Engine) -> tuple[str | None, str]:
         if unversioned:
             # A ledger from an even older release may lack a table that came later (create_all used to add
             # them at start); at head the models are the schema, so create what is missing from them.
-            SQLModel.metadata.create_all(conn, tables=ledger_tables())
+            SQLModel.metadata.create_all(conn, tables=list(LEDGER_TABLES))
         log.info("ledger migrated from %s to %s", current, head)
         return current, head
 

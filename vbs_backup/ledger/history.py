@@ -32,18 +32,24 @@ def slot_attempts(*, session: Session, plan_name: str, since: datetime) -> list[
     """Every attempt of the plan for a slot starting at or after `since`, oldest request first. Rows of a
     migrated ledger that do not know their slot are left out."""
     stmt = (
-        select(
-            DiskBackup.volume_id,
-            DiskBackup.slot_start,
-            DiskBackup.requested_at,
-            DiskBackup.status,
-            DiskBackup.error_code,
-            DiskBackup.error_reason,
-            Run.deployment,
-            Run.trigger,
-        )
+        select(DiskBackup, Run.deployment, Run.trigger)
         .join(Run, col(Run.id) == col(DiskBackup.run_id))
         .where(DiskBackup.plan_name == plan_name, col(DiskBackup.slot_start) >= since)
         .order_by(col(DiskBackup.requested_at), col(DiskBackup.id))
     )
-    return [SlotAttempt(*row) for row in session.exec(stmt).all()]
+    attempts: list[SlotAttempt] = []
+    for attempt, deployment, trigger in session.exec(stmt).all():
+        assert attempt.slot_start is not None  # the `>= since` filter leaves out rows without a slot
+        attempts.append(
+            SlotAttempt(
+                attempt.volume_id,
+                attempt.slot_start,
+                attempt.requested_at,
+                attempt.status,
+                attempt.error_code,
+                attempt.error_reason,
+                deployment,
+                trigger,
+            )
+        )
+    return attempts

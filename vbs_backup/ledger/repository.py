@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from vbs_backup.ledger._rows import cut_text, get_row, save_row
 from vbs_backup.ledger.tables import (
     DeleteStatus,
     DiskBackup,
@@ -30,7 +30,6 @@ from vbs_backup.ledger.tables import (
 
 __all__ = [
     "RUN_LEASE",
-    "LedgerNotFoundError",
     "VolumeProtection",
     "attempts_for_slot",
     "beat",
@@ -59,37 +58,6 @@ __all__ = [
 # this long is dead: its process was killed, or its machine or the Prefect server went away.
 RUN_LEASE = timedelta(minutes=10)
 
-# Error texts come from the cloud or our client; keep a row readable even when a job dumps a stack trace.
-MAX_TEXT = 2000
-
-
-T = TypeVar("T")
-
-
-class LedgerNotFoundError(LookupError):
-    """A row that the caller refers to by id does not exist."""
-
-
-def _cut(text: str | None) -> str | None:
-    if text is None:
-        return None
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
-
-
-def _get(session: Session, model: type[T], row_id: int) -> T:
-    row = session.get(model, row_id)
-    if row is None:
-        raise LedgerNotFoundError(f"no {model.__name__} with id {row_id}")
-    return row
-
-
-def _save(session: Session, row: T) -> T:
-    session.add(row)
-    session.commit()
-    session.refresh(row)
-    return row
-
-
 # ---------------------------------------------------------------------------------------------- runs
 
 
@@ -103,7 +71,7 @@ def start_run(
 ) -> Run:
     """Record the start of a run (status ``running``)."""
     now = utcnow()
-    return _save(
+    return save_row(
         session,
         Run(
             plan_name=plan_name,
@@ -118,13 +86,13 @@ def start_run(
 
 def beat(*, session: Session, run_id: int) -> None:
     """A live run says so (see RUN_LEASE)."""
-    run = _get(session, Run, run_id)
+    run = get_row(session, Run, run_id)
     if run.status is RunStatus.running:
         run.heartbeat_at = utcnow()
-        _save(session, run)
+        save_row(session, run)
 
 
-def _dead_runs_query(plan_name: str | None, now: datetime, lease: timedelta):  # type: ignore[no-untyped-def]
+def _dead_runs_query(plan_name: str | None, now: datetime, lease: timedelta):
     # A run from before heartbeats has none: its start is its last sign of life.
     last_sign = func.coalesce(Run.heartbeat_at, Run.started_at)
     stmt = select(Run).where(Run.status == RunStatus.running, last_sign < now - lease)
@@ -171,7 +139,7 @@ def finish_run(*, session: Session, run_id: int, status: RunStatus | str, messag
     ``deletes_done`` counts the run's retention decisions whose delete is ``done``.
     """
     status = RunStatus(status)
-    run = _get(session, Run, run_id)
+    run = get_row(session, Run, run_id)
     # One disk may have several attempts in a run (a failed job retried): its newest attempt counts.
     newest: dict[str, DiskBackup] = {}
     for row in session.exec(select(DiskBackup).where(DiskBackup.run_id == run_id)).all():
@@ -189,9 +157,9 @@ def finish_run(*, session: Session, run_id: int, status: RunStatus | str, messag
         .where(RetentionDecision.run_id == run_id, RetentionDecision.delete_status == DeleteStatus.done)
     ).one()
     run.status = status
-    run.message = _cut(message)
+    run.message = cut_text(message)
     run.finished_at = utcnow()
-    return _save(session, run)
+    return save_row(session, run)
 
 
 def recent_runs(*, session: Session, limit: int = 20) -> list[Run]:
@@ -251,7 +219,7 @@ def record_intent(
             requested_at=requested_at or utcnow(),
         )
         try:
-            return _save(session, row)
+            return save_row(session, row)
         except IntegrityError:
             session.rollback()
             taken = session.exec(
@@ -272,10 +240,10 @@ def record_intent(
 
 def take_up_attempt(*, session: Session, disk_backup_id: int, run_id: int) -> DiskBackup:
     """A run carries on an earlier attempt (resumes its job, or adopts its backup)."""
-    row = _get(session, DiskBackup, disk_backup_id)
+    row = get_row(session, DiskBackup, disk_backup_id)
     row.attempts += 1
     row.run_id = run_id
-    return _save(session, row)
+    return save_row(session, row)
 
 
 def attempts_for_slot(
@@ -312,11 +280,11 @@ def unreconciled_attempts(
 
 def record_submitted(*, session: Session, disk_backup_id: int, job_id: str) -> DiskBackup:
     """Record the job id returned by the create call (status ``submitted``)."""
-    row = _get(session, DiskBackup, disk_backup_id)
+    row = get_row(session, DiskBackup, disk_backup_id)
     row.job_id = job_id
     row.status = DiskBackupStatus.submitted
     row.submitted_at = utcnow()
-    return _save(session, row)
+    return save_row(session, row)
 
 
 def record_outcome(
@@ -339,7 +307,7 @@ def record_outcome(
     status = DiskBackupStatus(status)
     if status in (DiskBackupStatus.intent, DiskBackupStatus.submitted):
         raise ValueError(f"record_outcome takes running or a final status, not {status.value!r}")
-    row = _get(session, DiskBackup, disk_backup_id)
+    row = get_row(session, DiskBackup, disk_backup_id)
     row.status = status
     if backup_id:
         row.backup_id = backup_id
@@ -349,19 +317,19 @@ def record_outcome(
         row.created_by_us = created_by_us
     if status in DiskBackupStatus.finals():
         row.finished_at = utcnow()
-        row.error_code = _cut(error_code)
-        row.error_reason = _cut(error_reason)
+        row.error_code = cut_text(error_code)
+        row.error_reason = cut_text(error_reason)
     elif error_code or error_reason:
-        row.error_code = _cut(error_code)
-        row.error_reason = _cut(error_reason)
-    return _save(session, row)
+        row.error_code = cut_text(error_code)
+        row.error_reason = cut_text(error_reason)
+    return save_row(session, row)
 
 
 def record_verified(*, session: Session, disk_backup_id: int, at: datetime | None = None) -> DiskBackup:
     """Record that a restore drill of this backup passed."""
-    row = _get(session, DiskBackup, disk_backup_id)
+    row = get_row(session, DiskBackup, disk_backup_id)
     row.verified_at = at or utcnow()
-    return _save(session, row)
+    return save_row(session, row)
 
 
 def find_disk_backup(*, session: Session, volume_id: str, backup_name: str) -> DiskBackup | None:
@@ -448,11 +416,11 @@ def record_retention_decision(
         backup_name=backup_name,
         created_at_cloud=created_at_cloud,
         action=action,
-        reasons=_cut(text) or "",
+        reasons=cut_text(text) or "",
         dry_run=dry_run,
         delete_status=DeleteStatus.intent if action is RetentionAction.delete and not dry_run else None,
     )
-    return _save(session, decision)
+    return save_row(session, decision)
 
 
 def mark_delete(
@@ -460,12 +428,12 @@ def mark_delete(
 ) -> RetentionDecision:
     """Record the progress of a delete (requested, done, failed) with the error text on failure."""
     delete_status = DeleteStatus(delete_status)
-    decision = _get(session, RetentionDecision, decision_id)
+    decision = get_row(session, RetentionDecision, decision_id)
     if decision.action is not RetentionAction.delete or decision.dry_run:
         raise ValueError(f"retention decision {decision_id} is not a real delete: nothing to mark")
     decision.delete_status = delete_status
-    decision.delete_error = _cut(error)
-    return _save(session, decision)
+    decision.delete_error = cut_text(error)
+    return save_row(session, decision)
 
 
 # ---------------------------------------------------------------------------------------------- reports

@@ -18,6 +18,7 @@ from sqlalchemy import UniqueConstraint
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from vbs_backup.ledger._rows import cut_text, get_row, save_row
 from vbs_backup.ledger.tables import StrEnumColumn, UTCDateTime, utcnow
 
 __all__ = [
@@ -33,8 +34,6 @@ __all__ = [
     "record_share_intent",
     "share_records",
 ]
-
-MAX_ERROR = 2000
 
 
 class ShareStatus(StrEnum):
@@ -71,26 +70,6 @@ class ShareRecord(SQLModel, table=True):
     cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-def _cut(text: str | None) -> str | None:
-    if text is None:
-        return None
-    return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 1] + "…"
-
-
-def _save(session: Session, row: ShareRecord) -> ShareRecord:
-    session.add(row)
-    session.commit()
-    session.refresh(row)
-    return row
-
-
-def _row(session: Session, record_id: int) -> ShareRecord:
-    row = session.get(ShareRecord, record_id)
-    if row is None:
-        raise LookupError(f"no ShareRecord with id {record_id}")
-    return row
-
-
 def find_share_record(*, session: Session, backup_id: str, to_project_id: str) -> ShareRecord | None:
     stmt = select(ShareRecord).where(
         ShareRecord.backup_id == backup_id, ShareRecord.to_project_id == to_project_id
@@ -121,7 +100,7 @@ def record_share_intent(
     row.cancelled_by_backup = False
     row.requested_at = at or utcnow()
     try:
-        return _save(session, row)
+        return save_row(session, row)
     except IntegrityError:
         # another worker wrote the same pair between our read and our insert: use its row
         session.rollback()
@@ -151,51 +130,51 @@ def mark_shared(
     row.status = ShareStatus.active
     row.error = None
     row.created_at = row.created_at or at or utcnow()
-    return _save(session, row)
+    return save_row(session, row)
 
 
 def mark_share_failed(*, session: Session, record_id: int, error: str) -> ShareRecord:
-    row = _row(session, record_id)
+    row = get_row(session, ShareRecord, record_id)
     row.status = ShareStatus.failed
-    row.error = _cut(error)
-    return _save(session, row)
+    row.error = cut_text(error)
+    return save_row(session, row)
 
 
 def note_share_error(*, session: Session, record_id: int, error: str) -> ShareRecord:
     """Keep the row's status (the outcome is unknown, or will be retried) and say what went wrong."""
-    row = _row(session, record_id)
-    row.error = _cut(error)
-    return _save(session, row)
+    row = get_row(session, ShareRecord, record_id)
+    row.error = cut_text(error)
+    return save_row(session, row)
 
 
 def mark_share_cancelling(*, session: Session, record_id: int, by_backup: bool = False) -> ShareRecord:
     """Before the cancel call."""
-    row = _row(session, record_id)
+    row = get_row(session, ShareRecord, record_id)
     row.status = ShareStatus.cancelling
     row.cancelled_by_backup = by_backup
-    return _save(session, row)
+    return save_row(session, row)
 
 
 def mark_share_cancelled(*, session: Session, record_id: int, at: datetime | None = None) -> ShareRecord:
-    row = _row(session, record_id)
+    row = get_row(session, ShareRecord, record_id)
     row.status = ShareStatus.cancelled
     row.error = None
     row.cancelled_at = at or utcnow()
-    return _save(session, row)
+    return save_row(session, row)
 
 
 def mark_share_gone(
     *, session: Session, record_id: int, reason: str, at: datetime | None = None
 ) -> ShareRecord:
     """The share is no longer in the cloud and we did not take it back (or our cancel's answer was lost)."""
-    row = _row(session, record_id)
+    row = get_row(session, ShareRecord, record_id)
     if row.status == ShareStatus.cancelling:
         # our own cancel went through even though its answer never came back
         return mark_share_cancelled(session=session, record_id=record_id, at=at)
     row.status = ShareStatus.gone
-    row.error = _cut(reason)
+    row.error = cut_text(reason)
     row.cancelled_at = at or utcnow()
-    return _save(session, row)
+    return save_row(session, row)
 
 
 def share_records(

@@ -270,7 +270,7 @@ class PolicySpec(BaseModel):
         return ScheduledPolicy(
             start_time=self.start_time_text(),
             frequency=self.schedule.frequency,
-            week_frequency=self.schedule.week_frequency,  # type: ignore[arg-type]  # validated to Weekday
+            week_frequency=self.schedule.week_frequency,  # validated to Weekday
             retention_num=self.retention.retention_num,
             retention_day=self.retention.retention_day,
             remain_first_backup_of_cur_month=self.remain_first_backup_of_cur_month,

@@ -44,6 +44,7 @@ __all__ = [
     "YesNo",
     "decode",
     "invalid_fields",
+    "is_project_id",
     "known_or_raw",
     "next_marker",
     "parse_utc",
@@ -202,8 +203,16 @@ class TagValues(WireModel):
 # Path ids and response decoding
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# A project id (the first path segment of every VBS, ECS and EVS URL, and a share's target): IAM shows it as
+# 32 lowercase hexadecimal characters. The one rule for it: the settings, the session and sharing use it.
+_PROJECT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 # RFC 3986 unreserved characters: safe in a path segment without any encoding.
 _OPAQUE_RE = re.compile(r"^[A-Za-z0-9._~-]{1,255}$")
+
+
+def is_project_id(value: Any) -> bool:
+    """Whether `value` is a project id: 32 lowercase hexadecimal characters."""
+    return isinstance(value, str) and _PROJECT_ID_RE.match(value) is not None
 
 
 def require_uuid(name: str, value: Any) -> str:

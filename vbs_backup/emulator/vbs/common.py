@@ -11,9 +11,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import EmulatorError, vbs
+from ..state import PROJECT_ID_PATTERN
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-PROJECT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+PROJECT_ID_RE = re.compile(PROJECT_ID_PATTERN)
 
 # Backup tags (§2.1) and batch tag keys (§3.14) forbid ASCII 0-31 and these characters.
 _FORBIDDEN_TAG_CHARS = set("=*<>\\,|/")

@@ -14,7 +14,4 @@ database brought to the current head by the migrations (not by ``init_db``, whic
         command.revision(config, "what changed", autogenerate=True, rev_id="0003")
 
 then write the data migration by hand, and check the ``batch_alter_table`` blocks (SQLite copies tables).
-
-Nothing is imported here: ``ledger_tables()`` imports every module of ``vbs_backup.ledger``, this package too,
-and it must define no table and cost nothing.
 """
