@@ -15,6 +15,13 @@
 * `signer`             - the `sign(request, ak, sk, *, sdk_date=None)` helper, for hand-built httpx requests.
 * `other_project`      - adds a second project (its own AK/SK and user) to the emulator and returns a handle
                          for it; for sharing tests.
+* `client`, `other_client` - an AK/SK `CloudClient` (tests/clients.py's `connect`) on the example project,
+                         or on `other_project`'s; closed after the test.
+* `ledger_url`         - a fresh SQLite ledger per test (not created: the product creates it).
+* `cloud_env`          - the product's `VBS_BACKUP_` settings point at the emulator (AK/SK) and `ledger_url`;
+                         jobs run on the emulator's clock ("time" mode). Returns the `emulator` handle.
+* `prefect_server`     - Prefect's test harness (a temporary server and database) for the session; autouse
+                         under tests/flows, asked for by the black-box command tests that need an API.
 
 Mind the clock: AK/SK dates are checked against real time and the emulator clock (either within 15 min),
 tokens expire on the emulator clock (24 h).
@@ -22,7 +29,9 @@ tokens expire on the emulator clock (24 h).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +41,16 @@ import httpx
 import pytest
 import yaml
 
+# Before Prefect reads its settings: a private home, no telemetry, room for a slow first start.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="vbsb-prefect-"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+from tests.clients import connect
+from tests.environment import use_emulator
+from vbs_backup.cloud import CloudClient
 from vbs_backup.emulator import auth
 from vbs_backup.emulator.app import create_app
 from vbs_backup.emulator.clock import ManualClock
@@ -180,3 +199,36 @@ def other_project(emulator: EmulatorHandle) -> EmulatorHandle:
     response = emulator.control("POST", "/fleet", json={"region": "eu-west-0", "projects": [OTHER_PROJECT]})
     response.raise_for_status()
     return _handle(emulator.url, emulator.state, OTHER_PROJECT, emulator.client)
+
+
+@pytest.fixture
+async def client(emulator: EmulatorHandle) -> AsyncIterator[CloudClient]:
+    async with connect(emulator) as cloud:
+        yield cloud
+
+
+@pytest.fixture
+async def other_client(other_project: EmulatorHandle) -> AsyncIterator[CloudClient]:
+    async with connect(other_project) as cloud:
+        yield cloud
+
+
+@pytest.fixture
+def ledger_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+
+
+@pytest.fixture
+def cloud_env(emulator: EmulatorHandle, ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> EmulatorHandle:
+    """The flows' settings point at the emulator (AK/SK) and a fresh ledger; jobs run on the clock."""
+    use_emulator(monkeypatch, emulator, DATABASE_URL=ledger_url, MAX_REQUESTS_PER_SECOND="1000")
+    emulator.control("POST", "/settings", json={"job_mode": "time"}).raise_for_status()
+    return emulator
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield

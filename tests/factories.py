@@ -1,8 +1,11 @@
-"""Small builders of the product's values, shared by unit tests."""
+"""Small builders of the product's values, shared by unit and flow tests."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from vbs_backup.backup.targets import DiskTarget
+from vbs_backup.plan import BackupPlan
 
 
 def disk(server: str, device: str, volume: str) -> DiskTarget:
@@ -17,3 +20,11 @@ def disk(server: str, device: str, volume: str) -> DiskTarget:
         is_system=device == "/dev/vda",
         status="in-use",
     )
+
+
+def plan(**overrides: Any) -> BackupPlan:
+    """The nightly plan of the example fleet (servers tagged backup=nightly, polled every 30 s), with
+    `overrides` for its top-level fields."""
+    data: dict[str, Any] = {"selection": {"tags": {"backup": "nightly"}}, "poll_interval_seconds": 30}
+    data.update(overrides)
+    return BackupPlan.model_validate(data)

@@ -23,33 +23,14 @@ import httpx
 import pytest
 import yaml
 
+from tests.clients import connect
+from tests.clocks import FakeTime
 from vbs_backup.cloud import CloudSession, Endpoints, RetryPolicy, Service, ThrottledError
 from vbs_backup.cloud.auth import AkSkAuth
 from vbs_backup.cloud.ratelimit import RateLimiter, RateReport
 from vbs_backup.cloud.retry import retry_throttled_until, throttle_deadline
 
-from .conftest import connect
-
 # -- the limiter with a fake clock --------------------------------------------------------------------------
-
-
-class FakeTime:
-    """`clock`/`sleep` for the limiter: sleeping moves the clock; `during_sleep` runs inside a sleep (to
-    play a 429 that arrives while a caller waits)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-        self.during_sleep: list[object] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        while self.during_sleep:
-            self.during_sleep.pop(0)()  # type: ignore[operator]
-        self.now += seconds
 
 
 def limiter(rate: float | None = 10.0, burst: int | None = 4, **kwargs) -> tuple[RateLimiter, FakeTime]:

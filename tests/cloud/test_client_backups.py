@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from tests.clients import backup_now, wait
 from vbs_backup.cloud import (
     BadRequestError,
     JobFailedError,
@@ -20,8 +21,6 @@ from vbs_backup.cloud import (
     NotFoundError,
 )
 from vbs_backup.cloud.models import BackupStatus, JobStatus, JobType, NativeBackupRequest, Tag
-
-from .conftest import backup_now, wait
 
 # -- create -> job -> backup (§2.1, §2.7, §2.8) -------------------------------------------------------------
 

@@ -13,9 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.clients import REGION, backup_now, connect
 from vbs_backup.cloud import AuthenticationError, BadRequestError, CloudClient, NotFoundError, RetryPolicy
-
-from .conftest import REGION, backup_now, connect
 
 # -- ECS (§5a) ----------------------------------------------------------------------------------------------
 

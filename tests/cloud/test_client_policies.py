@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from tests.emulator_state import project
 from vbs_backup.cloud import BadRequestError, ConflictError, NotFoundError
 from vbs_backup.cloud.models import (
     CreatePolicyRequest,
@@ -36,10 +37,6 @@ def policy_request(
     }
     fields.update(schedule)
     return CreatePolicyRequest(backup_policy_name=name, scheduled_policy=ScheduledPolicy(**fields), tags=tags)
-
-
-def project(emulator):
-    return emulator.state.projects[emulator.project_id]
 
 
 async def finish_run(client, policy_id: str) -> None:

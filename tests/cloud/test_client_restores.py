@@ -10,10 +10,9 @@ import uuid
 
 import pytest
 
+from tests.clients import backup_now, wait
 from vbs_backup.cloud import BadRequestError, NotFoundError
 from vbs_backup.cloud.models import BackupStatus, JobType
-
-from .conftest import backup_now, wait
 
 # -- restore (§2.3, §2.10) ---------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.clients import backup_now, connect
 from vbs_backup.cloud import (
     BadRequestError,
     NotFoundError,
@@ -36,8 +37,6 @@ from vbs_backup.emulator.app import create_app
 from vbs_backup.emulator.clock import ManualClock
 from vbs_backup.emulator.server import EmulatorServer
 from vbs_backup.emulator.state import CloudState
-
-from .conftest import backup_now, connect
 
 
 def add_fault(emulator, **rule) -> None:

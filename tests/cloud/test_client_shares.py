@@ -10,10 +10,9 @@ import uuid
 
 import pytest
 
+from tests.clients import backup_now
 from vbs_backup.cloud import BadRequestError, NotFoundError
 from vbs_backup.cloud.models import BackupStatus
-
-from .conftest import backup_now
 
 # Any 32-hex project id is accepted as a target (the service cannot refuse a project it has not seen).
 THIRD_PROJECT = "aabbccddeeff00112233445566778899"

@@ -28,6 +28,7 @@ from vbs_backup.cloud.errors import (
     raise_from_response,
     safe_url,
 )
+from vbs_backup.settings import Settings
 
 PID = "17fbda95add24720a4038ba4b1c705ed"
 VBS = "https://vbs.eu-de.otc.t-systems.com"
@@ -298,11 +299,16 @@ def test_documented_host_patterns(cloud, region, domain):
         assert endpoints.url(service) == f"https://{service.value}.{region}.{domain}"
 
 
-def test_config_cloud_name_values_are_accepted():
-    config = pytest.importorskip("vbs_backup.settings")
-    assert Endpoints.for_cloud(config.CloudName.flexibleengine, "eu-west-0").vbs == (
-        "https://vbs.eu-west-0.prod-cloud-ocb.orange-business.com"
-    )
+@pytest.mark.parametrize("cloud", list(CloudName))
+def test_config_cloud_name_values_are_accepted(cloud):
+    settings = Settings.for_connection({"cloud": cloud.value, "region": "eu-west-0"})
+    assert settings.cloud is cloud
+    domain = {
+        CloudName.huaweicloud: "myhuaweicloud.com",
+        CloudName.flexibleengine: "prod-cloud-ocb.orange-business.com",
+        CloudName.otc: "otc.t-systems.com",
+    }[cloud]
+    assert Endpoints.for_cloud(settings.cloud, settings.region).vbs == f"https://vbs.eu-west-0.{domain}"
 
 
 def test_override_serves_every_service_and_per_service_urls_win():

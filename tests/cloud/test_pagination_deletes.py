@@ -18,6 +18,7 @@ import uuid
 import httpx
 import pytest
 
+from tests.clients import backup_now
 from vbs_backup.cloud import (
     AkSkAuth,
     BadRequestError,
@@ -29,8 +30,6 @@ from vbs_backup.cloud import (
 )
 from vbs_backup.cloud.models import BackupStatus
 from vbs_backup.cloud.session import MARKER_LOSSES, Service
-
-from .conftest import backup_now
 
 LIST = "vbs.list_backup_details"
 DISKS = ["web-01-system", "web-01-data", "db-01-system", "db-01-data", "db-01-wal", "scratch-01"]

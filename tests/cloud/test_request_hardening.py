@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.clients import REGION
 from vbs_backup.cloud import CloudClient, ConfigurationError, NotFoundError, RetryPolicy, TransportError
 from vbs_backup.cloud.models import CreatePolicyRequest, PolicyStatus, ScheduledPolicy, Tag
 from vbs_backup.cloud.session import Service
-
-from .conftest import REGION
 
 WEB_DATA = "web-01-data"
 

@@ -21,7 +21,9 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
+from tests.clients import wait
 from vbs_backup.backup.waiter import JobWaiter
+from vbs_backup.clock import Clock
 from vbs_backup.cloud import CloudClient, InvalidResponseError, JobFailedError, RetryPolicy
 from vbs_backup.cloud.models import BackupStatus, JobStatus
 from vbs_backup.cloud.models.backups import UNKNOWN_CREATED_AT, UNREADABLE_STATUS
@@ -29,8 +31,6 @@ from vbs_backup.ledger import DiskBackupStatus, init_db, make_engine, record_int
 from vbs_backup.ledger.tables import RetentionDecision
 from vbs_backup.plan import BackupPlan
 from vbs_backup.retention.prune import backups_by_volume, prune_disk
-
-from .conftest import wait
 
 PID = "17fbda95add24720a4038ba4b1c705ed"
 AK = "QTWAOYTTINDUT2QVKYUC"
@@ -299,7 +299,7 @@ async def test_the_waiter_still_follows_a_backup_listed_next_to_an_unreadable_on
     async def tick(seconds: float) -> None:
         ticks.append(seconds)
 
-    waiter = JobWaiter(client.vbs, interval=10, sleep=tick, clock=lambda: 10.0 * len(ticks))
+    waiter = JobWaiter(client.vbs, interval=10, clock=Clock(sleep=tick, monotonic=lambda: 10.0 * len(ticks)))
     # a backup adopted by identity (no job): the disk's listing says how it ended
     result = await waiter.wait(None, marker, volume_id=volume_id, timeout=60)
 

@@ -1,5 +1,5 @@
 """Policies as code without a cloud: the file model and its messages, member resolution, the diff, the
-wire bodies it leads to, and the import writer (the cloud side is in tests/cloud/test_policies_cli.py)."""
+wire bodies it leads to, and the import writer (the cloud side is in tests/cli/test_policies_cli.py)."""
 
 from __future__ import annotations
 

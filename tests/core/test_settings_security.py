@@ -3,12 +3,12 @@ connection given explicitly (a credentials block) owing nothing to the environme
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from tests.environment import without_machine_settings
 from vbs_backup.settings import CONNECTION_FIELDS, ConfigError, Settings, check_endpoint
 
 PROJECT_ID = "17fbda95add24720a4038ba4b1c705ed"
@@ -18,12 +18,7 @@ SECRET = "s3cret-in-url"
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No VBS_BACKUP_* variable and no .env file from the machine leaks into a test."""
-    for name in list(os.environ):
-        if name.startswith("VBS_BACKUP_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return without_machine_settings(monkeypatch, tmp_path)
 
 
 def only_error(info: pytest.ExceptionInfo[ValidationError]) -> tuple[tuple, str]:

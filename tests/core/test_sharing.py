@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
-from typer.testing import CliRunner
 
-import vbs_backup.deployments.cli.sharing  # noqa: F401  registers `share` on the app
-from tests.cloud.conftest import backup_now, connect
+from tests.clients import backup_now, connect
+from tests.commands import command_runner
+from tests.environment import use_emulator
 from vbs_backup.deployments.cli.app import app
 from vbs_backup.ledger import init_db, make_engine
 from vbs_backup.ledger.policy_audit import TaskSighting, policy_task_records, upsert_policy_tasks
@@ -165,23 +165,8 @@ def test_policy_tasks_are_upserted_by_job_id(session):
 
 @pytest.fixture
 def cli(emulator, monkeypatch):
-    for key, value in {
-        "VBS_BACKUP_ENDPOINT": emulator.url,
-        "VBS_BACKUP_PROJECT_ID": emulator.project_id,
-        "VBS_BACKUP_AK": emulator.ak,
-        "VBS_BACKUP_SK": emulator.sk,
-    }.items():
-        monkeypatch.setenv(key, value)
-    for key in ("VBS_BACKUP_USERNAME", "VBS_BACKUP_PASSWORD", "VBS_BACKUP_DOMAIN"):
-        monkeypatch.delenv(key, raising=False)
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0) -> str:
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, result.output
-        return result.output
-
-    return run
+    use_emulator(monkeypatch, emulator)
+    return command_runner(app)
 
 
 def test_share_list_count_and_show(cli, emulator, other_project):

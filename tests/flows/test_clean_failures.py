@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, select
 
+from tests.factories import plan
 from tests.flows.prefect_logs import logged
 from vbs_backup.flows.nightly import nightly_backup
 from vbs_backup.flows.policies import policy_audit
@@ -17,19 +18,12 @@ from vbs_backup.flows.restore import restore_disk, restore_drill
 from vbs_backup.flows.sharing import share_backups
 from vbs_backup.flows.watchdog import backup_watchdog
 from vbs_backup.ledger import Run
-from vbs_backup.plan import BackupPlan
 from vbs_backup.tasks import discovery
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 WRONG_SK = "not-the-secret-0123456789"
 THIRD_PROJECT = "aabbccddeeff00112233445566778899"  # any 32-hex id other than ours is a valid target
 TRACEBACK_MARKS = ("Traceback", "Task run failed with exception", "Encountered exception during execution")
-
-
-def plan(**overrides) -> BackupPlan:
-    data = {"selection": {"tags": {"backup": "nightly"}}, "poll_interval_seconds": 30}
-    data.update(overrides)
-    return BackupPlan.model_validate(data)
 
 
 def runs(ledger) -> list[Run]:

@@ -10,6 +10,8 @@ import json
 
 from sqlmodel import Session, select
 
+from tests.emulator_state import calls, project
+from tests.factories import plan
 from vbs_backup.flows.nightly import nightly_backup
 from vbs_backup.flows.restore import restore_drill
 from vbs_backup.ledger import DiskBackup
@@ -18,20 +20,6 @@ from vbs_backup.plan import BackupPlan
 
 DB_DATA = "799600d6-5263-432d-84cf-6130bcb70380"
 DAY = 86400
-
-
-def plan(**overrides) -> BackupPlan:
-    data = {"selection": {"tags": {"backup": "nightly"}}, "poll_interval_seconds": 30}
-    data.update(overrides)
-    return BackupPlan.model_validate(data)
-
-
-def project(emulator):
-    return emulator.state.projects[emulator.project_id]
-
-
-def calls(emulator, operation: str) -> int:
-    return sum(1 for entry in emulator.state.request_log if entry[0] == operation)
 
 
 def drills(ledger) -> list[RestoreDrill]:

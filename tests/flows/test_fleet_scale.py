@@ -8,25 +8,16 @@ from collections import Counter
 
 from sqlmodel import Session, select
 
+from tests.emulator_state import project
+from tests.factories import plan
 from vbs_backup.flows.nightly import nightly_backup
 from vbs_backup.ledger import DiskBackup
-from vbs_backup.plan import BackupPlan
 
 FAILING = "799600d6-5263-432d-84cf-6130bcb70380"  # db-01 /dev/vdb
 
 
-def plan(**overrides) -> BackupPlan:
-    data = {"selection": {"tags": {"backup": "nightly"}}, "poll_interval_seconds": 30}
-    data.update(overrides)
-    return BackupPlan.model_validate(data)
-
-
 def requests(emulator) -> Counter[str]:
     return Counter(op for op, _, _, _ in emulator.state.request_log if op)
-
-
-def project_of(emulator):
-    return emulator.state.projects[emulator.project_id]
 
 
 async def test_jobs_that_succeed_cost_no_job_request(cloud_env, virtual_time, ledger):
@@ -34,12 +25,12 @@ async def test_jobs_that_succeed_cost_no_job_request(cloud_env, virtual_time, le
 
     assert state.is_completed(), state.message
     seen = requests(cloud_env)
-    disks = sum(len(s.volume_ids) for s in project_of(cloud_env).servers.values() if s.tags.get("backup"))
+    disks = sum(len(s.volume_ids) for s in project(cloud_env).servers.values() if s.tags.get("backup"))
     assert seen["vbs.create_backup"] == disks == 5
     assert seen["vbs.get_job"] == 0  # the backups list told every job's end
     with Session(ledger) as session:
         rows = session.exec(select(DiskBackup)).all()
-    backups = {b.id: b for b in project_of(cloud_env).backups.values()}
+    backups = {b.id: b for b in project(cloud_env).backups.values()}
     assert {r.status.value for r in rows} == {"succeeded"}
     assert {backups[r.backup_id].status for r in rows} == {"available"}  # each row names its own backup
     assert len({r.backup_id for r in rows}) == 5
@@ -55,7 +46,7 @@ async def test_only_a_failed_job_is_asked_for_its_error_code(cloud_env, virtual_
     with Session(ledger) as session:
         failed = session.exec(select(DiskBackup).where(DiskBackup.volume_id == FAILING)).one()
     assert (failed.status.value, failed.error_code) == ("failed", "VolumeBackup.0064")
-    assert project_of(cloud_env).backups[failed.backup_id].status == "error"
+    assert project(cloud_env).backups[failed.backup_id].status == "error"
 
 
 async def test_a_retry_is_never_confused_with_the_failed_attempt_of_its_slot(cloud_env, virtual_time, ledger):
@@ -71,7 +62,7 @@ async def test_a_retry_is_never_confused_with_the_failed_attempt_of_its_slot(clo
         attempts = session.exec(
             select(DiskBackup).where(DiskBackup.volume_id == FAILING).order_by(DiskBackup.attempt)
         ).all()
-    backups = project_of(cloud_env).backups
+    backups = project(cloud_env).backups
     first, retry = attempts
     assert (first.status.value, retry.status.value) == ("failed", "succeeded")
     assert first.backup_id != retry.backup_id
@@ -93,6 +84,6 @@ async def test_a_throttling_gateway_slows_the_client_and_fails_no_disk(
     log = cloud_env.state.request_log
     assert any(status == 429 for *_, status in log)  # it was throttled...
     creates = [op for op, _, _, status in log if op == "vbs.create_backup" and status < 300]
-    volumes = [b.volume_id for b in project_of(cloud_env).backups.values()]
+    volumes = [b.volume_id for b in project(cloud_env).backups.values()]
     assert len(creates) == len(volumes) == len(set(volumes)) == 5  # ...and made each backup once
-    assert {b.status for b in project_of(cloud_env).backups.values()} == {"available"}
+    assert {b.status for b in project(cloud_env).backups.values()} == {"available"}

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
 
-from tests.flows.test_safety_cli import Done, vbs_backup, write_plan
+from tests.commands import Done, vbs_backup, write_plan
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 DEBUG_ENV = {

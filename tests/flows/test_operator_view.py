@@ -19,21 +19,15 @@ from prefect.client.schemas.filters import (
 )
 from sqlmodel import Session, select
 
+from tests.factories import plan
 from vbs_backup.flows.failures import INVALID_INPUT
 from vbs_backup.flows.nightly import nightly_backup
 from vbs_backup.flows.server import backup_server
 from vbs_backup.ledger import Run
-from vbs_backup.plan import BackupPlan
 
 DB_DATA = "799600d6-5263-432d-84cf-6130bcb70380"  # db-01 /dev/vdb
 WEB = "6a1c3a02-7e4b-4a43-9e0b-2f1d7c2b9a10"
 WEB_DISKS = {"0b2e4f71-8c3d-4e5a-9b6c-7d8e9f0a1b2c", "5c1f2a3b-6d7e-4f80-a192-b3c4d5e6f708"}
-
-
-def plan(**overrides) -> BackupPlan:
-    data = {"selection": {"tags": {"backup": "nightly"}}, "poll_interval_seconds": 30}
-    data.update(overrides)
-    return BackupPlan.model_validate(data)
 
 
 async def task_runs(flow_run_id: UUID, *, expect: int) -> dict[str, object]:

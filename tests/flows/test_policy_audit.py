@@ -11,7 +11,8 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 import vbs_backup.policies.audit
-from vbs_backup.cloud import CloudClient, RetryPolicy
+from tests.clients import connect
+from vbs_backup.cloud import CloudClient
 from vbs_backup.cloud.models.policies import CreatePolicyRequest, PolicyStatus, ScheduledPolicy
 from vbs_backup.deployments.cli import app
 from vbs_backup.flows.policies import policy_audit
@@ -24,15 +25,7 @@ DB_WAL = "a26eae5c-ba50-45e5-bfa5-43f8f6bf95af"
 
 @pytest.fixture
 async def client(cloud_env) -> AsyncIterator[CloudClient]:
-    cloud = CloudClient.connect(
-        region="eu-west-0",
-        project_id=cloud_env.project_id,
-        ak=cloud_env.ak,
-        sk=cloud_env.sk,
-        endpoint=cloud_env.url,
-        retry=RetryPolicy(wait=False),
-    )
-    async with cloud:
+    async with connect(cloud_env) as cloud:
         yield cloud
 
 

@@ -12,19 +12,14 @@ import pytest
 import yaml
 from sqlmodel import Session, select
 
+from tests.emulator_state import calls
+from tests.factories import plan
 from tests.flows.prefect_logs import logged
 from vbs_backup.flows.nightly import nightly_backup
 from vbs_backup.flows.watchdog import backup_watchdog
 from vbs_backup.ledger import DiskBackup, Run
-from vbs_backup.plan import BackupPlan
 
 TRACEBACK_MARKS = ("Traceback", "Task run failed with exception", "Encountered exception during execution")
-
-
-def plan(**overrides) -> BackupPlan:
-    data = {"selection": {"tags": {"backup": "nightly"}}, "poll_interval_seconds": 30}
-    data.update(overrides)
-    return BackupPlan.model_validate(data)
 
 
 @pytest.fixture
@@ -39,10 +34,6 @@ def quotas(cloud_env, fleet_path: Path):
         cloud_env.control("POST", "/reset", json=fleet).raise_for_status()
 
     return set_quotas
-
-
-def creates(emulator) -> int:
-    return sum(1 for entry in emulator.state.request_log if entry[0] == "vbs.create_backup")
 
 
 def backups_in_cloud(emulator) -> int:
@@ -70,7 +61,7 @@ async def test_a_night_beyond_the_backup_quota_is_refused_before_any_create(
         "(short by 2) and 100,000 GiB left of 100,000. Retention runs only after the night's backups "
         "exist, so the old backups it would delete cannot make room: raise the quota or delete backups first"
     )
-    assert creates(cloud_env) == 0 and backups_in_cloud(cloud_env) == 0
+    assert calls(cloud_env, "vbs.create_backup") == 0 and backups_in_cloud(cloud_env) == 0
     assert sum(1 for e in cloud_env.state.request_log if e[0] == "vbs.get_quotas") == 1
     [run], attempts = ledger_rows(ledger)
     assert (run.status.value, run.message) == ("failed", state.message)
@@ -86,7 +77,7 @@ async def test_a_night_beyond_the_gigabyte_quota_is_refused_too(cloud_env, quota
 
     assert state.is_failed()
     assert "429 GiB left of 429 (short by 1)" in state.message
-    assert creates(cloud_env) == 0
+    assert calls(cloud_env, "vbs.create_backup") == 0
     [run], attempts = ledger_rows(ledger)
     assert run.status.value == "failed" and attempts == []
 
@@ -97,7 +88,7 @@ async def test_a_night_that_fits_exactly_runs(cloud_env, quotas, virtual_time, l
     state = await nightly_backup(plan(), return_state=True)
 
     assert state.is_completed(), state.message
-    assert creates(cloud_env) == 5 and backups_in_cloud(cloud_env) == 5
+    assert calls(cloud_env, "vbs.create_backup") == 5 and backups_in_cloud(cloud_env) == 5
     [run], attempts = ledger_rows(ledger)
     assert run.status.value == "completed" and {a.status.value for a in attempts} == {"succeeded"}
 
@@ -109,7 +100,7 @@ async def test_a_rerun_of_the_slot_adopts_and_needs_no_quota(cloud_env, quotas, 
     state = await nightly_backup(plan(), return_state=True)  # the same slot; the quota is now full
 
     assert state.is_completed(), state.message
-    assert creates(cloud_env) == 5
+    assert calls(cloud_env, "vbs.create_backup") == 5
 
 
 async def test_a_dry_run_is_not_refused(cloud_env, quotas, virtual_time, ledger):
@@ -129,7 +120,7 @@ async def test_quotas_that_cannot_be_read_do_not_stop_the_night(cloud_env, quota
     state = await nightly_backup(plan(), return_state=True)
 
     assert state.is_completed(), state.message
-    assert creates(cloud_env) == 5
+    assert calls(cloud_env, "vbs.create_backup") == 5
     assert "quotas not checked, the night goes on (cannot read them:" in await logged(state)
 
 

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PLAN = {"selection": {"tags": {"backup": "nightly"}}, "poll_interval_seconds": 0.2}
 RUN_FLOW = (
     "import asyncio, json, sys\n"
-    "from flows.nightly import nightly_backup\n"
-    "from vbs_backup.settings import BackupPlan\n"
+    "from vbs_backup.flows.nightly import nightly_backup\n"
+    "from vbs_backup.plan import BackupPlan\n"
     "asyncio.run(nightly_backup(BackupPlan.model_validate(json.loads(sys.argv[1]))))\n"
 )
 

@@ -12,31 +12,18 @@ import pytest
 from sqlmodel import Session, select
 
 from tests.conftest import OTHER_PROJECT
+from tests.emulator_state import calls, project
+from tests.factories import plan
 from vbs_backup.flows.nightly import nightly_backup
 from vbs_backup.flows.restore import restore_disk
 from vbs_backup.ledger import DiskBackup
 from vbs_backup.ledger.restores import Restore, RestoreStatus
-from vbs_backup.plan import BackupPlan
 
 WEB_SERVER = "6a1c3a02-7e4b-4a43-9e0b-2f1d7c2b9a10"
 WEB_DATA = "5c1f2a3b-6d7e-4f80-a192-b3c4d5e6f708"  # 100 GiB, attached to web-01
 DB_DATA = "799600d6-5263-432d-84cf-6130bcb70380"  # 200 GiB, attached to db-01
 SCRATCH = "9d3a7b6c-5e4f-4a3b-8c2d-1e0f9a8b7c6d"  # 200 GiB, detached
 DAY = 86400
-
-
-def plan() -> BackupPlan:
-    return BackupPlan.model_validate(
-        {"selection": {"tags": {"backup": "nightly"}}, "poll_interval_seconds": 30}
-    )
-
-
-def project(emulator):
-    return emulator.state.projects[emulator.project_id]
-
-
-def calls(emulator, operation: str) -> int:
-    return sum(1 for entry in emulator.state.request_log if entry[0] == operation)
 
 
 def restores(ledger) -> list[Restore]:

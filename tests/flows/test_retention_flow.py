@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from vbs_backup.cloud import CloudClient, RetryPolicy
+from tests import factories
+from tests.clients import connect
 from vbs_backup.cloud.models.policies import CreatePolicyRequest, ScheduledPolicy
 from vbs_backup.flows.nightly import nightly_backup
 from vbs_backup.flows.server import apply_retention
@@ -16,26 +17,12 @@ DAY = 86400
 
 
 def plan(**overrides) -> BackupPlan:
-    data = {
-        "selection": {"tags": {"backup": "nightly"}},
-        "poll_interval_seconds": 30,
-        "retention": {"keep_last": 2, "min_successful": 2},
-    }
-    data.update(overrides)
-    return BackupPlan.model_validate(data)
+    return factories.plan(**{"retention": {"keep_last": 2, "min_successful": 2}, **overrides})
 
 
 async def foreign_backups(emulator) -> set[str]:
     """A look-alike manual backup (our prefix, not our description, no ledger row) and a policy backup."""
-    client = CloudClient.connect(
-        region="eu-west-0",
-        project_id=emulator.project_id,
-        ak=emulator.ak,
-        sk=emulator.sk,
-        endpoint=emulator.url,
-        retry=RetryPolicy(wait=False),
-    )
-    async with client:
+    async with connect(emulator) as client:
         job = await client.vbs.create_backup(
             WEB_DATA, "vbsb-web-01-vdb-190001010000", description="someone else"
         )

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from tests.emulator_state import calls
+from tests.factories import plan
 from vbs_backup.flows.nightly import nightly_backup
 from vbs_backup.flows.watchdog import backup_watchdog
 from vbs_backup.identity import parse_marker
@@ -26,18 +28,8 @@ DB_WAL = "a26eae5c-ba50-45e5-bfa5-43f8f6bf95af"  # db-01 /dev/vdc
 DAY = 86400
 
 
-def plan(**overrides) -> BackupPlan:
-    data = {"selection": {"tags": {"backup": "nightly"}}, "poll_interval_seconds": 30}
-    data.update(overrides)
-    return BackupPlan.model_validate(data)
-
-
 def backups(emulator) -> dict:
     return dict(emulator.state.projects[emulator.project_id].backups)
-
-
-def creates(emulator) -> int:
-    return sum(1 for entry in emulator.state.request_log if entry[0] == "vbs.create_backup")
 
 
 def of_plan(emulator, name: str, status: str = "available") -> list:
@@ -119,7 +111,9 @@ async def test_a_slot_whose_backup_vanished_is_repaired_not_reported_green(cloud
     assert state.is_completed(), state.message
     live = [b for b in of_plan(cloud_env, "nightly") if b.volume_id == WEB_DATA]
     assert len(live) == 1 and live[0].id != gone.id
-    assert creates(cloud_env) == 6  # the four others were adopted, the vanished one made again
+    assert (
+        calls(cloud_env, "vbs.create_backup") == 6
+    )  # the four others were adopted, the vanished one made again
 
 
 async def test_the_watchdog_judges_from_the_cloud(cloud_env, virtual_time, ledger):
@@ -149,7 +143,9 @@ async def test_a_second_ledger_adopts_instead_of_duplicating_and_never_deletes_t
     state = await run(nightly)  # same slot, another ledger
 
     assert state.is_completed(), state.message
-    assert creates(cloud_env) == 5 and {b.id for b in of_plan(cloud_env, "nightly")} == first
+    assert (
+        calls(cloud_env, "vbs.create_backup") == 5 and {b.id for b in of_plan(cloud_env, "nightly")} == first
+    )
     for _ in range(2):
         cloud_env.state.clock.advance(DAY)
         assert (await run(nightly)).is_completed()
@@ -172,7 +168,7 @@ async def test_renaming_the_server_or_moving_the_disk_never_duplicates_the_slot(
     state = await run(plan())
 
     assert state.is_completed(), state.message
-    assert creates(cloud_env) == 5 and len(of_plan(cloud_env, "nightly")) == 5
+    assert calls(cloud_env, "vbs.create_backup") == 5 and len(of_plan(cloud_env, "nightly")) == 5
 
 
 async def test_servers_whose_names_sanitise_alike_keep_their_own_backups(cloud_env, virtual_time, ledger):
@@ -183,7 +179,7 @@ async def test_servers_whose_names_sanitise_alike_keep_their_own_backups(cloud_e
     assert (await run(plan())).is_completed()
 
     good = of_plan(cloud_env, "nightly")
-    assert creates(cloud_env) == 5 and len({b.volume_id for b in good}) == 5 == len(good)
+    assert calls(cloud_env, "vbs.create_backup") == 5 and len({b.volume_id for b in good}) == 5 == len(good)
 
 
 # 5. ------------------------------------------------------------------------------ slots across DST
@@ -200,7 +196,7 @@ async def test_the_repeated_hour_of_a_dst_night_gets_its_own_backup(cloud_env, v
     state = await run(hourly)
 
     assert state.is_completed(), state.message
-    assert creates(cloud_env) == 10
+    assert calls(cloud_env, "vbs.create_backup") == 10
     slots = {(b.volume_id, parse_marker(b.description)[1]) for b in of_plan(cloud_env, "hourly")}
     assert len(slots) == 10
 
@@ -251,7 +247,7 @@ async def test_a_volume_attached_to_two_selected_servers_is_backed_up_once(cloud
         assert state.is_completed(), state.message
         cloud_env.state.clock.advance(DAY)
 
-    assert creates(cloud_env) == 15
+    assert calls(cloud_env, "vbs.create_backup") == 15
     shared = [b.status for b in backups(cloud_env).values() if b.volume_id == WEB_DATA]
     assert shared.count("available") == 1 and len(shared) <= 2  # pruning goes on: older ones deleted
 
@@ -324,4 +320,4 @@ async def test_a_selected_disk_that_evs_cannot_describe_fails_the_run(cloud_env,
 
     assert state.is_failed()
     assert "db-01 /dev/vda" in state.message and "VolumeNotDescribed" in state.message
-    assert creates(cloud_env) == 2
+    assert calls(cloud_env, "vbs.create_backup") == 2

@@ -5,28 +5,19 @@ back and the new backups shared."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from vbs_backup.cloud import CloudClient, RetryPolicy
+from tests.factories import plan
 from vbs_backup.deployments.cli import app
 from vbs_backup.flows.nightly import nightly_backup
 from vbs_backup.flows.sharing import share_backups
 from vbs_backup.ledger.sharing import ShareRecord
-from vbs_backup.plan import BackupPlan
 
 THIRD = "aabbccddeeff00112233445566778899"  # any 32-hex id is a valid target
 DB_DATA = "799600d6-5263-432d-84cf-6130bcb70380"  # db-01 /dev/vdb
 MUTATING = ("vbs.share_backup", "vbs.cancel_share")
-
-
-def plan(**overrides) -> BackupPlan:
-    data = {"selection": {"tags": {"backup": "nightly"}}, "poll_interval_seconds": 30}
-    data.update(overrides)
-    return BackupPlan.model_validate(data)
 
 
 def wire(emulator) -> list[dict]:
@@ -52,20 +43,6 @@ def backups_of(emulator) -> dict[str, str]:
 def rows(ledger) -> list[ShareRecord]:
     with Session(ledger) as session:
         return list(session.exec(select(ShareRecord)).all())
-
-
-@pytest.fixture
-async def other_client(other_project) -> AsyncIterator[CloudClient]:
-    client = CloudClient.connect(
-        region="eu-west-0",
-        project_id=other_project.project_id,
-        ak=other_project.ak,
-        sk=other_project.sk,
-        endpoint=other_project.url,
-        retry=RetryPolicy(wait=False),
-    )
-    async with client:
-        yield client
 
 
 async def test_newest_backups_are_shared_then_a_new_night_replaces_the_shares(

@@ -65,12 +65,12 @@ def vbs_backup_command() -> list[str]:
     script = Path(sys.executable).parent / "vbs-backup"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from deployments.cli import app; app()"]
+    return [sys.executable, "-c", "from vbs_backup.deployments.cli import app; app()"]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment of a child process: ours without any Prefect or vbs-backup setting (the flows'
-    conftest sets some), quiet and unbuffered, plus `extra`."""
+    """The environment of a child process: ours without any Prefect or vbs-backup setting (tests/conftest.py
+    sets some), quiet and unbuffered, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VBS_BACKUP_"))}
     env.update({"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONUNBUFFERED": "1"})
     env.update(extra)

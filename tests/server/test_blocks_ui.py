@@ -70,7 +70,7 @@ def test_the_block_s_page_reads_cloud_and_shows_how_this_product_uses_it(page, p
         snippet = page.locator(".block-type-snippet")
         snippet.wait_for()
         code = snippet.inner_text()
-        assert "from tasks.credentials import VbsCredentials" in code
+        assert "from vbs_backup.tasks.credentials import VbsCredentials" in code
         assert f'VbsCredentials.load("{BLOCK}")' in code
         assert "vbs-backup blocks register" in code and "`credentials` parameter" in code
         page.get_by_text("Cloud", exact=True).first.wait_for()

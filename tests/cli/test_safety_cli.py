@@ -8,51 +8,12 @@ job takes a few virtual minutes), since the command itself waits in real time.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+import pytest
 
-import yaml
-from prefect.settings import PREFECT_API_URL
+from tests.commands import vbs_backup, write_plan
 
-ROOT = Path(__file__).resolve().parents[2]
-VBS_BACKUP = Path(sys.executable).with_name("vbs-backup")
-SELECTION = {"tags": {"backup": "nightly"}}
-
-
-def write_plan(tmp_path: Path, **fields) -> Path:
-    path = tmp_path / f"{fields['name']}.yaml"
-    path.write_text(yaml.safe_dump({"selection": SELECTION, "poll_interval_seconds": 0.2, **fields}))
-    return path
-
-
-class Done:
-    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-def vbs_backup(*args: str, ledger: Path, clock=None) -> Done:
-    """Run the command to its end; meanwhile move `clock` (virtual time) 30 s per 50 ms of real time."""
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": PREFECT_API_URL.value(),
-        "VBS_BACKUP_DATABASE_URL": f"sqlite:///{ledger}",
-        "COLUMNS": "200",  # rich tables unwrapped
-    }
-    with subprocess.Popen(
-        [str(VBS_BACKUP), *args], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as proc:
-        for _ in range(6000):  # at most 300 s
-            try:
-                stdout, stderr = proc.communicate(timeout=0.05)
-                return Done(proc.returncode, stdout, stderr)
-            except subprocess.TimeoutExpired:
-                if clock is not None:
-                    clock.advance(30)
-        proc.kill()
-        stdout, stderr = proc.communicate()
-        return Done(-9, stdout, stderr + "\n(killed: still running after 300 s)")
+# The command reaches the session's Prefect test server (tests/conftest.py) through PREFECT_API_URL.
+pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 def listed(emulator) -> list[dict]:
