@@ -150,15 +150,19 @@ class PrefectServer:
         body: dict[str, Any] = {"state": {"type": "SCHEDULED", "message": "Run from the Prefect UI"}}
         if parameters is not None:
             body["parameters"] = parameters
-        url = f"/deployments/{self.deployment(deployment)['id']}/create_flow_run"
+        response = self.create_flow_run(self.deployment(deployment)["id"], body)
+        response.raise_for_status()
+        return response.json()
+
+    def create_flow_run(self, deployment_id: str, body: dict[str, Any]) -> httpx.Response:
+        """POST /deployments/{id}/create_flow_run, as the UI does, and the server's answer to it."""
         for _ in range(40):
-            response = self.api.post(url, json=body)
+            response = self.api.post(f"/deployments/{deployment_id}/create_flow_run", json=body)
             # SQLite on a busy server answers 503 ("database is locked"); Prefect's own client retries.
             if response.status_code != 503:
                 break
             time.sleep(0.5)
-        response.raise_for_status()
-        return response.json()
+        return response
 
     def flow_run(self, flow_run_id: str) -> dict[str, Any]:
         response = self.api.get(f"/flow_runs/{flow_run_id}")

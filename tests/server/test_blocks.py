@@ -549,9 +549,8 @@ def test_the_server_refuses_a_name_where_the_block_belongs(prefect_server, serve
     runs_of_it = {"deployments": {"id": {"any_": [deployment["id"]]}}}
     before = prefect_server.api.post("/flow_runs/count", json=runs_of_it).json()
 
-    response = prefect_server.api.post(
-        f"/deployments/{deployment['id']}/create_flow_run",
-        json={"parameters": {"server": WEB_01, "credentials": value}},
+    response = prefect_server.create_flow_run(
+        deployment["id"], {"parameters": {"server": WEB_01, "credentials": value}}
     )
 
     assert response.status_code == 409, response.text
@@ -651,9 +650,7 @@ def test_a_deployment_served_with_credentials_name_runs_with_the_block(
         assert served_with_block["parameters"]["credentials"] == reference
         cloud.control("DELETE", "/requests")
 
-        response = prefect_server.api.post(
-            f"/deployments/{served_with_block['id']}/create_flow_run", json={"state": {"type": "SCHEDULED"}}
-        )
+        response = prefect_server.create_flow_run(served_with_block["id"], {"state": {"type": "SCHEDULED"}})
         response.raise_for_status()
         final = prefect_server.wait_final(response.json()["id"])
     finally:

@@ -77,9 +77,7 @@ def test_the_on_demand_forms_ask_only_what_an_operator_chooses(prefect_server, s
 def test_a_malformed_server_is_refused_by_the_server_before_any_run(prefect_server, served):
     deployment = prefect_server.deployment("backup-server")
     before = prefect_server.api.post("/flow_runs/count", json={}).json()
-    response = prefect_server.api.post(
-        f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": {"server": "db 01\nrm"}}
-    )
+    response = prefect_server.create_flow_run(deployment["id"], {"parameters": {"server": "db 01\nrm"}})
     assert response.status_code in (409, 422), response.text
     assert "server" in response.text
     assert prefect_server.api.post("/flow_runs/count", json={}).json() == before  # no run, so no alert
