@@ -59,13 +59,10 @@ __all__ = [
     "ShareListing",
     "apply_disk_shares",
     "check_target_projects",
-    "iter_shares",
     "plan_disk_shares",
     "share_listing",
     "summary_line",
 ]
-
-SHARE_PAGE = 100
 
 
 class ShareInputError(ValueError):
@@ -83,21 +80,6 @@ def check_target_projects(to_project_ids: Iterable[str], *, own_project_id: str 
     if own_project_id is not None and own_project_id in ids:
         raise ShareInputError(f"{own_project_id} is this project: a backup cannot be shared with itself")
     return list(dict.fromkeys(ids))
-
-
-async def iter_shares(client: CloudClient, *, share_to_me: bool = False, **filters: str):
-    """Every share made by this project (or received, with `share_to_me`), page by page (limit/offset:
-    the reference does not confirm that the server emits `shared_links`, §2.13)."""
-    offset = 0
-    while True:
-        page = await client.vbs.list_shares(
-            share_to_me=share_to_me, limit=SHARE_PAGE, offset=offset, sort_dir="asc", **filters
-        )
-        for share in page:
-            yield share
-        if len(page) < SHARE_PAGE:
-            return
-        offset += len(page)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -138,7 +120,7 @@ async def plan_disk_shares(
     backups = await backups_by_volume(client, volume_ids)
     volume_of = {b.id: b.volume_id for bs in backups.values() for b in bs}
     cloud: dict[str, list[Share]] = defaultdict(list)
-    async for share in iter_shares(client):
+    async for share in client.vbs.iter_shares():
         volume_id = volume_of.get(share.backup_id) or (share.backup.volume_id if share.backup else None)
         if volume_id is not None:
             cloud[volume_id].append(share)
@@ -439,6 +421,6 @@ async def share_listing(client: CloudClient, *, counts_only: bool = False) -> Sh
     received_count = await client.vbs.count_shares(share_to_me=True)
     if counts_only:
         return ShareListing([], [], made_count, received_count)
-    made = [s async for s in iter_shares(client)]
-    received = [s async for s in iter_shares(client, share_to_me=True)]
+    made = [s async for s in client.vbs.iter_shares()]
+    received = [s async for s in client.vbs.iter_shares(share_to_me=True)]
     return ShareListing(made, received, made_count, received_count)

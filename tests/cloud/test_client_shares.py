@@ -117,3 +117,30 @@ async def test_only_the_owner_cancels_a_share(client, other_client, other_projec
         await other_client.vbs.cancel_share(share.id)
 
     assert await client.vbs.count_shares() == 1
+
+
+async def test_iter_shares_reads_every_share_oldest_first_over_offset_pages(
+    client, other_project, fleet, wire
+):
+    backup_ids = [await backup_now(client, fleet.volume["web-01-data"], f"paged-{i}") for i in range(5)]
+    for backup_id in backup_ids:
+        await client.vbs.share_backup(backup_id, [other_project.project_id])
+    wire.clear()
+
+    shares = [s async for s in client.vbs.iter_shares(page_size=2)]
+
+    assert [s.backup_id for s in shares] == backup_ids  # oldest first, each once
+    assert len(wire.entries("vbs.list_shares")) == 3  # pages of 2, 2 and 1: a short page ends it
+
+
+async def test_a_filter_no_list_declares_is_refused_before_any_request(client, wire):
+    # The filters are declared once per resource (vbs_shares.ShareFilters, vbs_backups.BackupFilters): a
+    # misspelt one is a TypeError, as a misspelt keyword argument was, and never a silently ignored filter.
+    wire.clear()
+
+    with pytest.raises(TypeError, match="volumeid"):
+        await client.vbs.count_shares(volumeid="x")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="volumeid"):
+        [b async for b in client.vbs.iter_backup_details(volumeid="x")]  # type: ignore[call-arg]
+
+    assert wire.entries() == []

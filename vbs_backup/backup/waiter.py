@@ -42,9 +42,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from typing_extensions import Unpack
+
 from ..clock import SYSTEM_CLOCK, Clock
 from ..cloud.errors import CloudError, NotFoundError
 from ..cloud.models.backups import UNREADABLE_STATUS, Backup
+from ..cloud.vbs_backups import BackupDetailQuery
 from ..identity import CLOCK_SKEW
 from ..ledger.tables import DiskBackupStatus
 from .outcomes import from_backup, from_job
@@ -59,7 +62,7 @@ class _JobsApi(Protocol):  # the VbsApi methods the waiter needs
     async def get_job(self, job_id: str): ...
 
     def iter_backup_details(
-        self, *, page_size: int = 1000, sort_key: str | None = None, sort_dir: str | None = None
+        self, *, page_size: int = 100, **query: Unpack[BackupDetailQuery]
     ) -> AsyncIterator[Backup]: ...
 
     async def find_backups_by_description(self, description: str, volume_id: str): ...

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import ValidationError
+from typing_extensions import Unpack
 
 from ..clock import SYSTEM_CLOCK, Clock, poll_until
 from .errors import InvalidResponseError, JobFailedError, JobTimeoutError
@@ -34,16 +35,67 @@ from .models import (
     Tag,
 )
 from .models.backups import UNREADABLE_STATUS, read_listed_backup
-from .models.common import decode, invalid_fields, query_params, require_opaque_id, require_uuid
+from .models.common import (
+    declared_query,
+    decode,
+    invalid_fields,
+    require_opaque_id,
+    require_uuid,
+)
 from .session import CloudSession, Service
 
-__all__ = ["VbsBackupsApi", "VbsBase"]
+__all__ = [
+    "BackupDetailPageQuery",
+    "BackupDetailQuery",
+    "BackupFilters",
+    "BackupOrder",
+    "BackupPage",
+    "BackupPageQuery",
+    "VbsBackupsApi",
+    "VbsBase",
+]
 
 log = logging.getLogger("vbs_backup.cloud")
 
 # Job fields that only inform (when it ran, its sub-jobs): when they cannot be read, the job is read
 # without them, so that a FAIL still reports its error code instead of an unreadable answer.
 _JOB_INFORMATIVE_FIELDS = frozenset({"begin_time", "end_time", "sub_jobs"})
+
+
+class BackupFilters(TypedDict, total=False):
+    """What the backups lists filter on (§2.5, §2.6), declared once for every method that lists them.
+    Here and in the other queries, None is the same as leaving a key out."""
+
+    name: str | None
+    status: str | None  # a BackupStatus, or a status the reference does not document
+    volume_id: str | None
+
+
+class BackupPage(TypedDict, total=False):
+    """One page of a backups list: `limit` items after `marker` (or `offset` items in)."""
+
+    limit: int | None
+    offset: int | None
+    marker: str | None
+
+
+class BackupOrder(TypedDict, total=False):
+    """The detailed list's order (§2.6); `created_at` descending when unset."""
+
+    sort_key: str | None
+    sort_dir: str | None
+
+
+class BackupPageQuery(BackupFilters, BackupPage, total=False):
+    """`list_backups`: the brief list takes filters and a page."""
+
+
+class BackupDetailQuery(BackupFilters, BackupOrder, total=False):
+    """`iter_backup_details`: filters and an order; the pages are the iterator's."""
+
+
+class BackupDetailPageQuery(BackupFilters, BackupOrder, BackupPage, total=False):
+    """`list_backup_details`: filters, an order and a page."""
 
 
 def _listed_backup(item: Any, *, volume_id: str | None, operation: str) -> Backup | None:
@@ -171,46 +223,16 @@ class VbsBackupsApi(VbsBase):
         )
         return decode(BackupSummary, (body or {}).get("backup"), operation="vbs.create_native_backup")
 
-    async def list_backups(
-        self,
-        *,
-        name: str | None = None,
-        status: str | None = None,
-        volume_id: str | None = None,
-        limit: int | None = None,
-        offset: int | None = None,
-        marker: str | None = None,
-    ) -> BackupSummaryList:
+    async def list_backups(self, **query: Unpack[BackupPageQuery]) -> BackupSummaryList:
         """One page of the brief list (id, name, links); `next_marker` says whether more exist."""
-        params = query_params(
-            name=name, status=status, volume_id=volume_id, limit=limit, offset=offset, marker=marker
-        )
+        params = declared_query(BackupPageQuery, query)
         body = await self._call("GET", self._v2("/backups"), "list_backups", params=params)
         return decode(BackupSummaryList, body, operation="vbs.list_backups")
 
-    async def list_backup_details(
-        self,
-        *,
-        name: str | None = None,
-        status: str | None = None,
-        volume_id: str | None = None,
-        limit: int | None = None,
-        offset: int | None = None,
-        marker: str | None = None,
-        sort_key: str | None = None,
-        sort_dir: str | None = None,
-    ) -> BackupList:
+    async def list_backup_details(self, **query: Unpack[BackupDetailPageQuery]) -> BackupList:
         """One page of full backups; see `iter_backup_details` for all pages."""
-        params = query_params(
-            name=name,
-            status=status,
-            volume_id=volume_id,
-            limit=limit,
-            offset=offset,
-            marker=marker,
-            sort_key=sort_key,
-            sort_dir=sort_dir,
-        )
+        params = declared_query(BackupDetailPageQuery, query)
+        volume_id = query.get("volume_id")
         body = await self._call("GET", self._v2("/backups/detail"), "list_backup_details", params=params)
         page = dict(body) if isinstance(body, dict) else body
         items = (page.pop("backups", None) if isinstance(page, dict) else None) or []
@@ -254,14 +276,7 @@ class VbsBackupsApi(VbsBase):
     # -- helpers ------------------------------------------------------------------------------------
 
     async def iter_backup_details(
-        self,
-        *,
-        volume_id: str | None = None,
-        name: str | None = None,
-        status: str | None = None,
-        page_size: int = 100,
-        sort_key: str | None = None,
-        sort_dir: str | None = None,
+        self, *, page_size: int = 100, **query: Unpack[BackupDetailQuery]
     ) -> AsyncIterator[Backup]:
         """Every backup matching the filters, across pages (marker paging over `backups_links`), in the
         documented default order (`created_at` descending) unless `sort_key`/`sort_dir` say otherwise; a
@@ -276,13 +291,12 @@ class VbsBackupsApi(VbsBase):
             self._v2("/backups/detail"),
             items_key="backups",
             links_key="backups_links",
-            params=query_params(
-                volume_id=volume_id, name=name, status=status, sort_key=sort_key, sort_dir=sort_dir
-            ),
+            params=declared_query(BackupDetailQuery, query),
             page_size=page_size,
             style="marker",
             operation="vbs.list_backup_details",
         )
+        volume_id = query.get("volume_id")
         async for item in items:
             backup = _listed_backup(item, volume_id=volume_id, operation="vbs.list_backup_details")
             if backup is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
 from typing import Annotated, Any, ClassVar, TypeVar
@@ -42,6 +43,7 @@ __all__ = [
     "WireModel",
     "WireRequest",
     "YesNo",
+    "declared_query",
     "decode",
     "invalid_fields",
     "is_project_id",
@@ -266,6 +268,17 @@ def query_params(**params: Any) -> dict[str, Any]:
         for key, value in params.items()
         if value is not None
     }
+
+
+def declared_query(declared: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The query of one listing, from the filters its resource declares once (a `TypedDict`, as
+    openstacksdk's `_query_mapping`) rather than retyped in each method: `given` checked against them (an
+    undeclared name is a TypeError, as a misspelt keyword argument is), then `query_params`."""
+    known = declared.__required_keys__ | declared.__optional_keys__
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise TypeError(f"unknown query parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return query_params(**given)
 
 
 M = TypeVar("M")
