@@ -41,7 +41,9 @@ __all__ = [
     "ServerSelection",
     "load_plan",
     "plain_optional_fields",
+    "read_yaml",
     "validate_plan",
+    "validation_problems",
 ]
 
 # VBS limits for a backup name (reference/vbs-api.md §3.1): 1-64 chars of letters, digits, "_" and "-",
@@ -634,10 +636,11 @@ def _zone_designator(local: datetime) -> str:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _flatten_errors(exc: ValidationError) -> list[str]:
+def validation_problems(exc: ValidationError, *, whole: str = "(plan)") -> list[str]:
+    """A pydantic error as our one-line problems, `field.path: problem` (`whole` for the whole input)."""
     problems = []
     for err in exc.errors(include_url=False):
-        path = ".".join(str(part) for part in err["loc"]) or "(plan)"
+        path = ".".join(str(part) for part in err["loc"]) or whole
         msg = err["msg"]
         for noise in ("Value error, ", "Assertion failed, "):
             if msg.startswith(noise):
@@ -654,23 +657,32 @@ def validate_plan(data: Any, *, source: str = "(inline)") -> BackupPlan:
     try:
         return BackupPlan.model_validate(dict(data))
     except ValidationError as exc:
-        raise PlanError(source, _flatten_errors(exc)) from None
+        raise PlanError(source, validation_problems(exc)) from None
 
 
-def load_plan(path: str | Path) -> BackupPlan:
-    """Read a :class:`BackupPlan` from a YAML file; any problem becomes one :class:`PlanError`."""
-    source = f"in {path}"
+def read_yaml(path: str | Path) -> Any:
+    """The data of a YAML file (a plan, an estate); a file that cannot be read or parsed is a ValueError
+    whose message is one line, `(file): ...`, for the caller's list of problems."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise PlanError(source, [f"(file): cannot read: {exc.strerror or exc}"]) from exc
+        raise ValueError(f"(file): cannot read: {exc.strerror or exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
         if mark is not None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}"
         problem = getattr(exc, "problem", None) or str(exc)
-        raise PlanError(source, [f"(file): not valid YAML{where}: {problem}"]) from None
+        raise ValueError(f"(file): not valid YAML{where}: {problem}") from None
+
+
+def load_plan(path: str | Path) -> BackupPlan:
+    """Read a :class:`BackupPlan` from a YAML file; any problem becomes one :class:`PlanError`."""
+    source = f"in {path}"
+    try:
+        data = read_yaml(path)
+    except ValueError as exc:
+        raise PlanError(source, [str(exc)]) from exc.__cause__
     return validate_plan(data, source=source)

@@ -40,6 +40,7 @@ __all__ = [
     "ConfigError",
     "Settings",
     "check_endpoint",
+    "check_region",
     "default_database_url",
     "redact_url",
 ]
@@ -47,6 +48,13 @@ __all__ = [
 ENV_PREFIX = "VBS_BACKUP_"
 
 _REGION = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+def check_region(value: str) -> str:
+    """`value` when it reads as a region id (eu-west-0, ap-southeast-3), else a ValueError saying so."""
+    if not _REGION.match(value):
+        raise ValueError("must look like eu-west-0 (lowercase letters, digits and dashes)")
+    return value
 
 
 class ConfigError(ValueError):
@@ -221,9 +229,7 @@ class Settings(BaseSettings):
     @field_validator("region")
     @classmethod
     def _check_region(cls, value: str) -> str:
-        if not _REGION.match(value):
-            raise ValueError("must look like eu-west-0 (lowercase letters, digits and dashes)")
-        return value
+        return check_region(value)
 
     @field_validator("project_id")
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from vbs_backup.deployments.cli import emulator, ledger, nightly, ops, policies, restore, sharing
+from vbs_backup.deployments.cli import emulator, estate, ledger, nightly, ops, policies, restore, sharing
 
 __all__ = ["app"]
 
@@ -40,3 +40,4 @@ app.add_typer(ledger.ledger_app, name="ledger")
 app.add_typer(ops.blocks_app, name="blocks")
 app.add_typer(ops.alerts_app, name="alerts")
 app.add_typer(policies.policies_app, name="policies")
+app.add_typer(estate.estate_app, name="estate")
