@@ -27,7 +27,6 @@ This module is Prefect-free and touches neither the network nor the disk at impo
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -36,28 +35,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .cloud.endpoints import CloudName
 from .cloud.models.common import is_project_id
-from .plan import BackupPlan, PlanError, read_yaml, validate_plan, validation_problems
-from .settings import check_region
+from .plan import BackupPlan, InputError, PlanError, read_yaml, validate_plan, validation_problems
+from .settings import DASHED_NAME, check_region
 
 __all__ = ["Estate", "EstateError", "Target", "load_estate", "validate_estate"]
 
-# Prefect's block document names (and so our account keys and target names): lowercase letters, digits
-# and dashes.
-_SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
+class EstateError(InputError):
+    """An estate file is malformed."""
 
-class EstateError(ValueError):
-    """An estate file is malformed. The message names the source and lists each problem as ``path: msg``."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"Invalid estate {source}:\n{lines}")
+    what = "estate"
 
 
 def _slug(value: str) -> str:
-    if not _SLUG.match(value):
+    if not DASHED_NAME.match(value):  # as Prefect's block names are
         raise ValueError("must be lowercase letters, digits and dashes, like hwc-prod")
     return value
 
@@ -117,23 +108,16 @@ def validate_estate(data: Any, *, source: str = "(inline)", base: Path | None = 
         kind = "empty" if data is None else f"a {type(data).__name__}"
         raise EstateError(source, [f"(estate): expected a mapping with name and targets, got {kind}"])
     problems: list[str] = []
-    failed: set[str] = set()  # "targets.N.plans" of each target with a plan that did not validate
     raw_targets = data.get("targets")
     if isinstance(raw_targets, list):
-        targets = []
-        for index, raw in enumerate(raw_targets):
-            before = len(problems)
-            targets.append(_target_data(raw, f"targets.{index}", base or Path.cwd(), problems))
-            if len(problems) > before:
-                failed.add(f"targets.{index}.plans")
+        where = base or Path.cwd()
+        targets = [_target_data(raw, f"targets.{i}", where, problems) for i, raw in enumerate(raw_targets)]
         data = {**data, "targets": targets}
     try:
         estate = Estate.model_validate(data)
     except ValidationError as exc:
         # A target whose plans did not validate has none left here: their own problems above say why.
-        lines = [
-            line for line in validation_problems(exc, whole="(estate)") if line.split(":")[0] not in failed
-        ]
+        lines = validation_problems(exc, whole="(estate)")
         problems += [line for line in lines if not _emptied(line, problems + lines)]
         raise EstateError(source, problems) from None
     problems += _duplicates(estate)

@@ -36,6 +36,7 @@ from vbs_backup.identity import DAY_MINUTES, identity_marker, slot_start
 __all__ = [
     "BACKUP_NAME_MAX_LENGTH",
     "BackupPlan",
+    "InputError",
     "PlanError",
     "RetentionRules",
     "ServerSelection",
@@ -66,19 +67,23 @@ _NAME_STAMP = "%Y%m%dT%H%M"
 _ZONE_ABBREVIATION = re.compile(r"^[A-Za-z]{1,6}$")
 
 
-class PlanError(ValueError):
-    """A backup plan is malformed. The message names the source and lists each problem as ``path: msg``."""
+class InputError(ValueError):
+    """An input an operator wrote (a plan, an estate) is malformed. The message names the source and lists
+    each problem as ``path: msg``; `what` names the kind of input."""
+
+    what = "input"
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"Invalid backup plan {source}:\n{lines}")
+        super().__init__(f"Invalid {self.what} {source}:\n{lines}")
 
 
-# --------------------------------------------------------------------------------------------------------
-# Settings
-# --------------------------------------------------------------------------------------------------------
+class PlanError(InputError):
+    """A backup plan is malformed."""
+
+    what = "backup plan"
 
 
 def _check_uuid(value: str) -> str:

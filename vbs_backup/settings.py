@@ -37,6 +37,7 @@ from vbs_backup.cloud.models.common import is_project_id
 
 __all__ = [
     "CONNECTION_FIELDS",
+    "DASHED_NAME",
     "ConfigError",
     "Settings",
     "check_endpoint",
@@ -47,12 +48,13 @@ __all__ = [
 
 ENV_PREFIX = "VBS_BACKUP_"
 
-_REGION = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+# Lowercase letters and digits in dash-separated words: region ids, Prefect block names, estate names.
+DASHED_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 def check_region(value: str) -> str:
     """`value` when it reads as a region id (eu-west-0, ap-southeast-3), else a ValueError saying so."""
-    if not _REGION.match(value):
+    if not DASHED_NAME.match(value):
         raise ValueError("must look like eu-west-0 (lowercase letters, digits and dashes)")
     return value
 

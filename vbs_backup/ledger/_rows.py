@@ -9,6 +9,8 @@ from typing import TypeVar
 
 from sqlmodel import Session, SQLModel
 
+from ..text import cut
+
 __all__ = ["LedgerNotFoundError", "cut_text", "get_row", "save_row"]
 
 # Error texts come from the cloud or our client; keep a row readable even when a job dumps a stack trace.
@@ -22,10 +24,8 @@ class LedgerNotFoundError(LookupError):
 
 
 def cut_text(text: str | None) -> str | None:
-    """``text``, cut to :data:`MAX_TEXT` characters (an ellipsis marks the cut)."""
-    if text is None:
-        return None
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+    """``text``, cut to :data:`MAX_TEXT` characters (an ellipsis marks the cut; its lines are kept)."""
+    return None if text is None else cut(text, MAX_TEXT)
 
 
 def get_row(session: Session, model: type[T], row_id: int) -> T:
