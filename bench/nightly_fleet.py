@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vbs_backup.emulator import CloudState, EmulatorServer, ScaledClock, create_app
+from vbs_backup.emulator import CloudState, EmulatorServer, LoggedRequest, ScaledClock, create_app
 from vbs_backup.plan import BackupPlan
 
 PROJECT_ID = "b0b5e1c7f00d4a5e9c3b2a1d0e9f8c7b"
@@ -272,7 +272,7 @@ class Result:
     settings: dict[str, Any] = field(default_factory=dict)  # the emulator's
     timings: Timings = field(default_factory=Timings)
     lag: LoopLag = field(default_factory=LoopLag)
-    log: list[tuple[str | None, str, str, int]] = field(default_factory=list)
+    log: list[LoggedRequest] = field(default_factory=list)
     backups: Counter[str] = field(default_factory=Counter)
     jobs: Counter[str] = field(default_factory=Counter)
     ledger: dict[str, Any] = field(default_factory=dict)
@@ -489,9 +489,9 @@ def report(args: argparse.Namespace, result: Result) -> None:
     bound = lower_bound(
         [v / args.speed for v in virtual], servers=args.servers, rate=real_rate, burst=real_burst
     )
-    by_op = Counter(op or "(no route)" for op, _, _, _ in log)
-    throttled = Counter(op or "(no route)" for op, _, _, status in log if status == 429)
-    other_errors = sum(1 for *_, status in log if (status >= 400 and status != 429) or status == 0)
+    by_op = Counter(e.operation or "(no route)" for e in log)
+    throttled = Counter(e.operation or "(no route)" for e in log if e.status == 429)
+    other_errors = sum(1 for e in log if (e.status >= 400 and e.status != 429) or e.status == 0)
 
     def virtual_min(real: float) -> str:
         return f"= {real * args.speed / 60:,.1f} virtual min"

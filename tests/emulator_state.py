@@ -15,4 +15,4 @@ def project(emulator: Any) -> Project:
 
 def calls(emulator: Any, operation: str) -> int:
     """How many requests for `operation` (e.g. "vbs.create_backup") the emulator has logged."""
-    return sum(1 for entry in emulator.state.request_log if entry[0] == operation)
+    return sum(1 for entry in emulator.state.request_log if entry.operation == operation)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -379,10 +380,18 @@ def test_state_summary_lists_servers_volumes_and_statuses(emulator):
 
 
 def test_request_log_can_be_read_and_cleared(emulator):
+    before = time.time()
     emulator.call("GET", servers_path(emulator))
-    assert emulator.control("GET", "/requests").json() == [
-        {"operation": "ecs.list_servers", "method": "GET", "path": servers_path(emulator), "status": 200}
-    ]
+    (entry,) = emulator.control("GET", "/requests").json()
+    assert before <= entry.pop("at") <= time.time()
+    assert entry == {
+        "operation": "ecs.list_servers",
+        "method": "GET",
+        "path": servers_path(emulator),
+        "status": 200,
+        "project_id": emulator.project_id,
+        "account": emulator.project_id,  # the example fleet names no account: each project is its own
+    }
     emulator.control("DELETE", "/requests")
     assert emulator.control("GET", "/requests").json() == []
 

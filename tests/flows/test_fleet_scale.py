@@ -17,7 +17,7 @@ FAILING = "799600d6-5263-432d-84cf-6130bcb70380"  # db-01 /dev/vdb
 
 
 def requests(emulator) -> Counter[str]:
-    return Counter(op for op, _, _, _ in emulator.state.request_log if op)
+    return Counter(e.operation for e in emulator.state.request_log if e.operation)
 
 
 async def test_jobs_that_succeed_cost_no_job_request(cloud_env, virtual_time, ledger):
@@ -82,8 +82,8 @@ async def test_a_throttling_gateway_slows_the_client_and_fails_no_disk(
 
     assert state.is_completed(), state.message
     log = cloud_env.state.request_log
-    assert any(status == 429 for *_, status in log)  # it was throttled...
-    creates = [op for op, _, _, status in log if op == "vbs.create_backup" and status < 300]
+    assert any(e.status == 429 for e in log)  # it was throttled...
+    creates = [e.operation for e in log if e.operation == "vbs.create_backup" and e.status < 300]
     volumes = [b.volume_id for b in project(cloud_env).backups.values()]
     assert len(creates) == len(volumes) == len(set(volumes)) == 5  # ...and made each backup once
     assert {b.status for b in project(cloud_env).backups.values()} == {"available"}

@@ -81,6 +81,7 @@ from hypothesis import strategies as st
 from sqlmodel import Session, select
 
 from vbs_backup.connection import connect
+from vbs_backup.emulator.state import LoggedRequest
 from vbs_backup.flows.nightly import nightly_backup
 from vbs_backup.identity import parse_marker
 from vbs_backup.ledger import (
@@ -243,7 +244,7 @@ class Harness:
                 for b in self.project.backups.values()
             }
 
-    def settled_log(self) -> list[tuple[str | None, str, str, int]]:
+    def settled_log(self) -> list[LoggedRequest]:
         """The request log once the emulator has logged every answered request (it logs after answering)."""
         seen = -1
         while seen != len(self.emulator.state.request_log):
@@ -367,7 +368,7 @@ class Harness:
             self.made_under[backup_id] = self.ledgers
         # 1. every delete the run asked for is of a backup the plan created
         log = self.settled_log()[log_start:]
-        for operation, method, path, status in log:
+        for operation, method, path, status, *_ in log:
             if operation in ("vbs.delete_backup", "vbs.delete_cloud_backup"):
                 FIGURES["delete requests by runs"] += 1
                 target = path.rstrip("/").rsplit("/", 1)[-1]

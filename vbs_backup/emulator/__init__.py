@@ -16,7 +16,7 @@ from .app import create_app
 from .clock import ManualClock, ScaledClock
 from .fleet import FleetError, FleetModel, apply_fleet, load_fleet
 from .server import EmulatorServer
-from .state import CloudState, Settings
+from .state import CloudState, LoggedRequest, Settings
 
 SAMPLE_FLEET = Path(__file__).with_name("sample_fleet.yaml")
 
@@ -26,6 +26,7 @@ __all__ = [
     "EmulatorServer",
     "FleetError",
     "FleetModel",
+    "LoggedRequest",
     "ManualClock",
     "ScaledClock",
     "Settings",

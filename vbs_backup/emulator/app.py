@@ -2,8 +2,9 @@
 
 `create_app(state, fleet=...)` builds one Starlette app serving IAM, ECS, EVS, VBS and the `/_emulator`
 control API, with the `Gateway` middleware in front. `app.state` holds the `CloudState` (`cloud`), the fleet
-it started with (`fleet`, reloaded by `POST /_emulator/reset`), the fault rules (`faults`), the rate limiter
-(`rate_limiter`) and the Host names the control API answers (`control_hosts`).
+it started with (`fleet`, reloaded by `POST /_emulator/reset`), the fault rules (`faults`), the global rate
+limiter (`rate_limiter`), the per-account ones (`account_limits`) and the Host names the control API
+answers (`control_hosts`).
 
 Exposure: the control API is unauthenticated, so it is guarded (see `control`): loopback Host names only
 (plus `hosts`, the address the emulator was explicitly bound to), and state changes only from programs (a
@@ -25,7 +26,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from . import control, ecs, evs, iam
-from .faults import FaultInjector, RateLimiter
+from .faults import AccountRateLimits, FaultInjector, RateLimiter
 from .fleet import FleetModel, apply_fleet, load_fleet
 from .gateway import Gateway
 from .state import CloudState
@@ -46,8 +47,8 @@ def create_app(
     `hosts`: Host names (or the bind address) the control API answers besides loopback; pass the address
     the emulator is bound to when it is not a loopback one (`vbs-backup emulator --host` does).
 
-    `wall_clock` (real time, for the AK/SK signature window) and `monotonic` (for the rate limiter) are
-    test seams; the emulator's own virtual time is `state.clock`.
+    `wall_clock` (real time, for the AK/SK signature window and the request log's arrival times) and
+    `monotonic` (for the rate limiters) are test seams; the emulator's own virtual time is `state.clock`.
     """
     state = state if state is not None else CloudState()
     fleet_model = load_fleet(fleet) if fleet is not None else None
@@ -59,13 +60,19 @@ def create_app(
 
     faults = FaultInjector()
     rate_limiter = RateLimiter(monotonic)
-    app = Starlette(
-        routes=routes,
-        middleware=[Middleware(Gateway, faults=faults, rate_limiter=rate_limiter, wall_clock=wall_clock)],
+    account_limits = AccountRateLimits(monotonic)
+    gateway = Middleware(
+        Gateway,
+        faults=faults,
+        rate_limiter=rate_limiter,
+        account_limits=account_limits,
+        wall_clock=wall_clock,
     )
+    app = Starlette(routes=routes, middleware=[gateway])
     app.state.cloud = state
     app.state.fleet = fleet_model
     app.state.faults = faults
     app.state.rate_limiter = rate_limiter
+    app.state.account_limits = account_limits
     app.state.control_hosts = control.allowed_hosts(hosts)
     return app

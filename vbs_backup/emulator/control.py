@@ -3,10 +3,15 @@
     POST   /reset          body: optional fleet dict; none = the fleet the app started with
     POST   /fleet          add a fleet (409 when an id already exists)
     GET    /state          JSON summary of every project
-    GET    /requests       the request log: [{operation, method, path, status}]
+    GET    /requests       the request log: [{operation, method, path, status, at, project_id, account}]
+                           (`at`: arrival, epoch seconds; project_id/account: the caller's, null when
+                           unauthenticated)
     DELETE /requests       clear it
     GET    /faults         active fault rules;   POST /faults (add one);   DELETE /faults (clear)
-    POST   /rate_limit     {"rate": 10, "burst": 10} or {"rate": null}
+    POST   /rate_limit     {"rate": 10, "burst": 10} or {"rate": null}: the global limit; with
+                           {"account": "acme", ...}: that account's own bucket, shared by its projects
+                           (several accounts may have one; null rate removes it) -> as GET
+    GET    /rate_limit     {"rate", "burst", "accounts": {account: {"rate", "burst"}}}
     POST   /job_faults     {"mode": "fail"|"hang", "job_type"?, "volume_id"?, "error_code"?, "fail_reason"?,
                             "count"?, "probability"?};   DELETE /job_faults
     GET    /clock;  POST /clock/advance {"seconds": N}
@@ -25,10 +30,10 @@ Topology, as an operator would change it (every backup is kept: a backup belongs
                                     -> {"id"}: a backup made by someone else (e.g. `autobk_...`), no job
 
 A reset empties the state (projects, shares, tokens, job faults, request log), restores default settings,
-removes fault rules and the rate limit, re-seeds the state's random generator when a seed was given, moves
-a `ManualClock` back to the real current time (so AK/SK signatures made with real time are fresh again),
-then loads the fleet. Tick hooks (the VBS job engine) stay installed. Errors answer
-`{"error": {"code": "Emulator.BadRequest"|"Emulator.Conflict", "message": ...}}`.
+removes fault rules and every rate limit (global and per account), re-seeds the state's random generator
+when a seed was given, moves a `ManualClock` back to the real current time (so AK/SK signatures made with
+real time are fresh again), then loads the fleet. Tick hooks (the VBS job engine) stay installed. Errors
+answer `{"error": {"code": "Emulator.BadRequest"|"Emulator.Conflict", "message": ...}}`.
 
 Request guard (a web page must not reconfigure a running emulator): every control request is refused
 unless its Host names loopback (`127.0.0.1`, `localhost`, `[::1]`, any port) or a host the app was bound to
@@ -56,7 +61,7 @@ from starlette.routing import Route
 from . import ecs, evs
 from .clock import ManualClock, real_now
 from .errors import CloudApiError, EmulatorError
-from .faults import FaultInjector, FaultRule, RateLimiter
+from .faults import AccountRateLimits, FaultInjector, FaultRule, RateLimiter
 from .fleet import FleetError, FleetModel, apply_fleet, load_fleet, settings_from
 from .http import error_response, fmt_backup_time, fmt_job_time
 from .state import CloudState, JobFault, Settings, Volume
@@ -69,7 +74,13 @@ def _bad(message: str) -> CloudApiError:
     return CloudApiError("Emulator.BadRequest", message, 400)
 
 
-def reset(state: CloudState, fleet: FleetModel | None, faults: FaultInjector, limiter: RateLimiter) -> None:
+def reset(
+    state: CloudState,
+    fleet: FleetModel | None,
+    faults: FaultInjector,
+    limiter: RateLimiter,
+    account_limits: AccountRateLimits,
+) -> None:
     with state.locked():
         state.projects.clear()
         state.shares.clear()
@@ -85,6 +96,7 @@ def reset(state: CloudState, fleet: FleetModel | None, faults: FaultInjector, li
             apply_fleet(state, fleet)
     faults.clear()
     limiter.configure(None)
+    account_limits.clear()
 
 
 def summary(state: CloudState) -> dict[str, Any]:
@@ -110,6 +122,7 @@ def summary(state: CloudState) -> dict[str, Any]:
 def _project_summary(project: Any) -> dict[str, Any]:
     return {
         "name": project.name,
+        "account": project.account,
         "servers": [
             {"id": s.id, "name": s.name, "status": s.status, "tags": s.tags, "volume_ids": list(s.volume_ids)}
             for s in project.servers.values()
@@ -132,6 +145,7 @@ def _project_summary(project: Any) -> dict[str, Any]:
                 "volume_id": b.volume_id,
                 "size": b.size,
                 "kind": b.kind,
+                "description": b.description,
                 "created_at": fmt_backup_time(b.created_at),
             }
             for b in project.backups.values()
@@ -173,7 +187,8 @@ def _cloud(request: Request) -> CloudState:
 
 def _reset(request: Request, body: Any) -> Any:
     fleet = request.app.state.fleet if body is None else _fleet(body)
-    reset(_cloud(request), fleet, request.app.state.faults, request.app.state.rate_limiter)
+    app_state = request.app.state
+    reset(_cloud(request), fleet, app_state.faults, app_state.rate_limiter, app_state.account_limits)
     return {"projects": list(_cloud(request).projects)}
 
 
@@ -201,8 +216,16 @@ def _requests(request: Request, body: Any) -> Any:
             state.request_log.clear()
             return {"cleared": True}
         return [
-            {"operation": op, "method": method, "path": path, "status": status}
-            for op, method, path, status in state.request_log
+            {
+                "operation": entry.operation,
+                "method": entry.method,
+                "path": entry.path,
+                "status": entry.status,
+                "at": entry.at,
+                "project_id": entry.project_id,
+                "account": entry.account,
+            }
+            for entry in state.request_log
         ]
 
 
@@ -221,13 +244,21 @@ def _faults(request: Request, body: Any) -> Any:
 
 
 def _rate_limit(request: Request, body: Any) -> Any:
-    data = _object(body)
     limiter: RateLimiter = request.app.state.rate_limiter
-    try:
-        limiter.configure(data.get("rate"), data.get("burst"))
-    except (TypeError, ValueError) as exc:
-        raise _bad(f"invalid rate limit: {exc}") from None
-    return limiter.describe()
+    account_limits: AccountRateLimits = request.app.state.account_limits
+    if request.method == "POST":
+        data = _object(body)
+        account = _typed(data, "account", str)
+        if "account" in data and not account:
+            raise _bad("account must be a non-empty string (leave it out for the global limit)")
+        try:
+            if account is None:
+                limiter.configure(data.get("rate"), data.get("burst"))
+            else:
+                account_limits.configure(account, data.get("rate"), data.get("burst"))
+        except (TypeError, ValueError) as exc:
+            raise _bad(f"invalid rate limit: {exc}") from None
+    return {**limiter.describe(), "accounts": account_limits.describe()}
 
 
 def _job_faults(request: Request, body: Any) -> Any:
@@ -469,7 +500,7 @@ def routes() -> list[Route]:
         ("/state", _state, ["GET"]),
         ("/requests", _requests, ["GET", "DELETE"]),
         ("/faults", _faults, ["GET", "POST", "DELETE"]),
-        ("/rate_limit", _rate_limit, ["POST"]),
+        ("/rate_limit", _rate_limit, ["GET", "POST"]),
         ("/job_faults", _job_faults, ["POST", "DELETE"]),
         ("/clock", _clock, ["GET"]),
         ("/clock/advance", _clock, ["POST"]),

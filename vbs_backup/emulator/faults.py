@@ -8,7 +8,9 @@ connection so the caller loses the response). Each rule has its own `random.Rand
 is the model).
 
 The `RateLimiter` is about real request rates, so it reads a monotonic clock (injectable for tests), never
-the emulator's virtual clock.
+the emulator's virtual clock. The gateway has one global `RateLimiter` and an `AccountRateLimits`: one
+bucket per account (Huawei's "domain", which owns several projects), shared by every project of that account,
+as the real gateway's per-account throttling is.
 """
 
 from __future__ import annotations
@@ -200,3 +202,42 @@ class RateLimiter:
             f"policy user over ratelimit,limit:{limit},time:1 second",
             retry_after=retry_after,
         )
+
+
+class AccountRateLimits:
+    """One `RateLimiter` per account that has a limit; every project of an account draws from its bucket."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._buckets: dict[str, RateLimiter] = {}
+
+    def configure(self, account: str, rate: float | None, burst: float | None = None) -> None:
+        """Give `account` a fresh bucket, or remove its limit when `rate` is None."""
+        if rate is None:
+            with self._lock:
+                self._buckets.pop(account, None)
+            return
+        bucket = RateLimiter(self._monotonic)
+        bucket.configure(rate, burst)  # validates before anything changes
+        with self._lock:
+            self._buckets[account] = bucket
+
+    def clear(self) -> None:
+        with self._lock:
+            self._buckets.clear()
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {account: bucket.describe() for account, bucket in sorted(self._buckets.items())}
+
+    def acquire(self, account: str | None) -> GatewayError | None:
+        """Take a token from `account`'s bucket: None when allowed (or unlimited), else the 429 to answer."""
+        if account is None or not self._buckets:  # the common case costs no lock
+            return None
+        with self._lock:
+            bucket = self._buckets.get(account)
+        if bucket is None:
+            return None
+        retry_after = bucket.acquire()
+        return None if retry_after is None else bucket.throttled(retry_after)

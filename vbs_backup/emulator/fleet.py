@@ -15,12 +15,18 @@ Schema (see `examples/fleet.yaml`):
     projects:
       - id: <32 hex>
         name: eu-west-0
+        account: acme                    # optional; default: the project id (an account of its own)
         access_keys: [{ak, sk}]
         users: [{name, password, domain}]
         quotas: {backups: 1000, backup_gigabytes: 100000}     # -1 = unlimited
         servers: [{id, name, status?, tags: {k: v}, disks: [{id, name, size_gb, device, boot_index?,
                   volume_type?, bus?}]}]
         volumes: [{id, name, size_gb, volume_type?}]
+
+`account`: in Huawei Cloud an account (IAM domain) owns several projects, and the API gateway's throttling
+applies per account, so projects of one account share one rate budget. Projects naming the same `account`
+belong to it: the gateway logs each request with its caller's project and account, and
+`POST /_emulator/rate_limit {"account": ..., "rate": ...}` limits all of an account's projects together.
 """
 
 from __future__ import annotations
@@ -137,6 +143,7 @@ class VolumeModel(_Model):
 class ProjectModel(_Model):
     id: str = Field(pattern=PROJECT_ID_PATTERN)
     name: str = Field(min_length=1)
+    account: str | None = Field(default=None, min_length=1)  # None: the project id
     access_keys: list[AccessKeyModel] = Field(default_factory=list)
     users: list[UserModel] = Field(default_factory=list)
     quotas: QuotasModel = Field(default_factory=QuotasModel)
@@ -245,6 +252,7 @@ def apply_fleet(state: CloudState, fleet: FleetModel) -> list[Project]:
             project = Project(
                 id=spec.id,
                 name=spec.name,
+                account=spec.account or spec.id,
                 access_keys={key.ak: key.sk for key in spec.access_keys},
                 users=[User(name=u.name, password=u.password, domain=u.domain) for u in spec.users],
                 quotas={"backups": spec.quotas.backups, "backup_gigabytes": spec.quotas.backup_gigabytes},

@@ -2,18 +2,21 @@
 
 For each HTTP request it, in order:
 
-1. gives the request an id (32 hex, in `request.state.request_id` and the `X-Request-Id` response header);
+1. gives the request an id (32 hex, in `request.state.request_id` and the `X-Request-Id` response header)
+   and notes its arrival time (`wall_clock`);
 2. lets the control API (`/_emulator/...`) through untouched (no auth, no faults, not logged);
 3. finds the route, hence the operation name (`vbs.create_backup`), or answers the gateway's 404
    `APIGW.0101` (a method a path does not offer is also an unpublished API);
 4. authenticates, except `iam.create_token`: `X-Auth-Token` (issued by this emulator, unexpired) or an AK/SK
    signature (reference §5c), and checks that the caller's project is the one in the path / `X-Project-Id`
    (401 `APIGW.0301`, 403 `APIGW.0302`);
-5. applies the rate limit (429 `APIGW.0308` with `Retry-After`);
+5. applies the caller's account's rate limit, then the global one (429 `APIGW.0308` with `Retry-After`);
 6. applies the first fault rule that fires (error, latency, drop_before, drop_after);
-7. runs the operation, and records `(operation, method, path, status)` in `state.request_log`. A request
-   dropped before the operation ran is logged with status 0; one dropped after it ran is logged with the
-   status the caller never received.
+7. runs the operation, and appends a `LoggedRequest` (operation, method, path, status, arrival time, the
+   caller's project and account) to `state.request_log`. A request dropped before the operation ran is
+   logged with status 0; one dropped after it ran is logged with the status the caller never received. The
+   caller is known once its credentials are verified (a 403 for another project is logged with the
+   caller's own); the token request and a request failing authentication are logged without one.
 
 Dropping a connection: behind uvicorn the socket is closed without a response (the client sees "server
 disconnected"); in-process (httpx `ASGITransport`) there is no socket, so the gateway raises
@@ -37,8 +40,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import auth
 from .errors import EmulatorError, GatewayError, gateway_not_found
-from .faults import FaultInjector, RateLimiter
-from .state import CloudState, Project
+from .faults import AccountRateLimits, FaultInjector, RateLimiter
+from .state import CloudState, LoggedRequest, Project
 
 CONTROL_PREFIX = "/_emulator"
 UNAUTHENTICATED_OPERATIONS = {"iam.create_token"}
@@ -51,12 +54,14 @@ class Gateway:
         *,
         faults: FaultInjector,
         rate_limiter: RateLimiter,
+        account_limits: AccountRateLimits | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.app = app
         self.faults = faults
         self.rate_limiter = rate_limiter
-        self.wall_clock = wall_clock  # real time, for the AK/SK signature window
+        self.account_limits = account_limits if account_limits is not None else AccountRateLimits()
+        self.wall_clock = wall_clock  # real time: the AK/SK signature window, and arrival times in the log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,15 +82,35 @@ class Gateway:
             await self.app(scope, receive, send_with_id)
             return
 
+        at = self.wall_clock()
         state: CloudState = scope["app"].state.cloud
         operation, path_params = self._match(scope)
+        caller: Project | None = None
         rule = None
+
+        def log(answered: int) -> None:
+            entry = LoggedRequest(
+                operation,
+                scope["method"],
+                scope["path"],
+                answered,
+                at,
+                caller.id if caller is not None else None,
+                caller.account if caller is not None else None,
+            )
+            with state.locked():
+                state.request_log.append(entry)
+
         try:
             if operation is None:
                 raise gateway_not_found()
             body, receive = await _buffer_body(receive)
             if operation not in UNAUTHENTICATED_OPERATIONS:
-                self._authenticate(state, scope, body, path_params.get("project_id"))
+                caller = self._authenticate(state, scope, body)
+                auth.check_project(caller, path_params.get("project_id"), _header(scope, b"x-project-id"))
+            throttled = self.account_limits.acquire(caller.account if caller is not None else None)
+            if throttled is not None:
+                raise throttled
             retry_after = self.rate_limiter.acquire()
             if retry_after is not None:
                 raise self.rate_limiter.throttled(retry_after)
@@ -94,22 +119,22 @@ class Gateway:
                 raise rule.error(operation)
         except EmulatorError as exc:
             await _error_response(scope, receive, send_with_id, exc)
-            self._log(state, operation, scope, status[0])
+            log(status[0])
             return
 
         if rule is not None and rule.kind == "latency":
             await asyncio.sleep(rule.latency)
         if rule is not None and rule.kind == "drop_before":
-            self._log(state, operation, scope, 0)
+            log(0)
             await _drop(receive)
             return
         if rule is not None and rule.kind == "drop_after":
             await self.app(scope, receive, _swallow(status))
-            self._log(state, operation, scope, status[0])
+            log(status[0])
             await _drop(receive)
             return
         await self.app(scope, receive, send_with_id)
-        self._log(state, operation, scope, status[0])
+        log(status[0])
 
     @staticmethod
     def _match(scope: Scope) -> tuple[str | None, dict[str, Any]]:
@@ -119,17 +144,17 @@ class Gateway:
                 return getattr(candidate, "name", None), child.get("path_params", {})
         return None, {}
 
-    def _authenticate(self, state: CloudState, scope: Scope, body: bytes, path_project: str | None) -> None:
+    def _authenticate(self, state: CloudState, scope: Scope, body: bytes) -> Project:
+        """The calling project, from its token or AK/SK signature; a 401 when neither verifies."""
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         # ASGI says raw_path is the path alone; some ASGI clients have appended the query to it.
         raw_path = (scope.get("raw_path") or scope["path"].encode()).split(b"?", 1)[0]
         lowered = {k.lower(): v for k, v in headers.items()}
         with state.locked():
-            caller: Project
             if "x-auth-token" in lowered:
-                caller = auth.verify_token(state, lowered["x-auth-token"])
-            elif "authorization" in lowered:
-                caller = auth.verify_aksk(
+                return auth.verify_token(state, lowered["x-auth-token"])
+            if "authorization" in lowered:
+                return auth.verify_aksk(
                     state,
                     method=scope["method"],
                     raw_path=raw_path.decode("latin-1"),
@@ -138,19 +163,21 @@ class Gateway:
                     body=body,
                     real_now=datetime.fromtimestamp(self.wall_clock(), UTC),
                 )
-            else:
-                raise GatewayError(
-                    401,
-                    auth.AUTH_FAILED,
-                    "Incorrect IAM authentication information: neither X-Auth-Token nor an AK/SK "
-                    "Authorization header was found",
-                )
-            auth.check_project(caller, path_project, lowered.get("x-project-id"))
+        raise GatewayError(
+            401,
+            auth.AUTH_FAILED,
+            "Incorrect IAM authentication information: neither X-Auth-Token nor an AK/SK "
+            "Authorization header was found",
+        )
 
-    @staticmethod
-    def _log(state: CloudState, operation: str | None, scope: Scope, status: int) -> None:
-        with state.locked():
-            state.request_log.append((operation, scope["method"], scope["path"], status))
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The value of header `name` (lower case; the last one when repeated), or None."""
+    found = None
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            found = value.decode("latin-1")
+    return found
 
 
 async def _buffer_body(receive: Receive) -> tuple[bytes, Receive]:

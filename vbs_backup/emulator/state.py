@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .clock import Clock, ManualClock
 
@@ -192,6 +192,9 @@ class User:
 class Project:
     id: str  # 32 lowercase hex
     name: str
+    # the account (IAM domain) owning the project; the gateway's per-account rate limits apply to it.
+    # "" = an account of its own, named by the project id.
+    account: str = ""
     access_keys: dict[str, str] = field(default_factory=dict)  # ak -> sk
     users: list[User] = field(default_factory=list)
     quotas: dict[str, int] = field(default_factory=lambda: {"backups": 1000, "backup_gigabytes": -1})
@@ -201,6 +204,9 @@ class Project:
     jobs: dict[str, Job] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)
     tasks: list[PolicyTask] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.account = self.account or self.id
 
 
 @dataclass
@@ -246,6 +252,18 @@ class Settings:
     signature_window_seconds: int = 15 * 60
 
 
+class LoggedRequest(NamedTuple):
+    """One request the gateway saw (control API calls are not logged)."""
+
+    operation: str | None  # `vbs.create_backup`; None when no route matched
+    method: str
+    path: str
+    status: int  # 0 when the connection was dropped before the operation ran
+    at: float  # arrival, wall-clock seconds since the epoch (the app's `wall_clock`)
+    project_id: str | None  # the authenticated caller's project; None for `iam.create_token` or a 401
+    account: str | None  # that project's account
+
+
 @dataclass
 class CloudState:
     clock: Clock = field(default_factory=ManualClock)
@@ -258,8 +276,9 @@ class CloudState:
     rng: random.Random = field(default_factory=random.Random)
     # called (under the lock) before every request and by the control API, to move async work forward
     tick_hooks: list[Callable[[CloudState], None]] = field(default_factory=list)
-    # every request the gateway saw: (operation name or None, method, path, status); tests count these
-    request_log: list[tuple[str | None, str, str, int]] = field(default_factory=list)
+    # every request the gateway saw, appended as each ends (`at` is its arrival); tests and benchmarks
+    # count these
+    request_log: list[LoggedRequest] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     @contextmanager
