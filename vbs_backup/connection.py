@@ -4,11 +4,15 @@ the project id are missing."""
 from __future__ import annotations
 
 from .cloud import CloudClient, Endpoints
+from .cloud.ratelimit import RequestBudget
 from .redaction import install, register_secret
 from .settings import ConfigError, Settings
 
 
-def connect(settings: Settings) -> CloudClient:
+def connect(settings: Settings, *, shared_budget: RequestBudget | None = None) -> CloudClient:
+    """A client for `settings`. `shared_budget`: the account's request budget shared with other processes
+    (`cloud.ratelimit.RequestBudget`; a Prefect run passes `vbs_backup.tasks.budget.AccountBudget`), taken
+    once per request on top of the client's own rate limit (`max_requests_per_second`)."""
     settings.credentials_mode()  # ConfigError naming the missing variables, never their values
     if not settings.project_id:
         raise ConfigError("VBS_BACKUP_PROJECT_ID is not set (the 32-hex id of the project to back up)")
@@ -38,4 +42,5 @@ def connect(settings: Settings) -> CloudClient:
         endpoints=endpoints,
         timeout=settings.request_timeout,
         max_requests_per_second=settings.max_requests_per_second,
+        shared_budget=shared_budget,
     )

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from .auth import AkSkAuth, TokenAuth
 from .endpoints import CloudName, Endpoints
 from .errors import ConfigurationError
-from .ratelimit import RateLimiter
+from .ratelimit import RateLimiter, RequestBudget
 from .retry import RetryPolicy
 from .session import CloudSession
 
@@ -98,6 +98,7 @@ class CloudClient:
         deadline: float | None = None,
         retry: RetryPolicy | None = None,
         max_requests_per_second: float | None = None,
+        shared_budget: RequestBudget | None = None,
     ) -> CloudClient:
         """Build a client without sending anything.
 
@@ -108,7 +109,9 @@ class CloudClient:
         each attempt as a whole (default: twice the timeout; a server that drips its answer cannot hold
         a call). `max_requests_per_second` (None = unlimited) bounds our own request rate; the limiter
         lowers it when the gateway answers 429 and climbs back towards it (ratelimit.py), and
-        `client.session.rate_report()` says what rate was achieved.
+        `client.session.rate_report()` says what rate was achieved. `shared_budget` is the account's
+        request budget shared with other processes (ratelimit.py's `RequestBudget`), taken once per
+        attempt on top of our own limit.
         """
         if endpoints is None:
             endpoints = Endpoints.for_cloud(cloud, region, override=endpoint)
@@ -148,6 +151,7 @@ class CloudClient:
             deadline=deadline,
             rate_limiter=limiter,
             transport=transport,
+            shared_budget=shared_budget,
         )
         return cls(session)
 

@@ -33,6 +33,11 @@ One limiter is shared by every coroutine of a run (it is not thread-safe: use it
 Waiters are served in arrival order: the lock is held while sleeping, so a burst of callers queues up
 instead of all waking at once and overshooting; a waiter that wakes after the rate dropped or a pause began
 meanwhile waits again before taking its token.
+
+A `RateLimiter` knows only its own process. When several processes (Prefect workers) call one account, the
+gateway sees their sum: a `RequestBudget` (the Protocol below) is the budget they share, which the session
+also awaits once per attempt, after this limiter's token. This package only defines the hook; the budget
+itself lives outside it (`vbs_backup.tasks.budget`: a Prefect global concurrency limit in rate-limit mode).
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["RateLimiter", "RateReport", "prepaid_token"]
+__all__ = ["RateLimiter", "RateReport", "RequestBudget", "prepaid_token"]
 
 OBSERVED_SECONDS = 5.0  # the answers of this last span measure what the gateway lets through
 PROBE_PER_SECOND = 0.01  # near the gateway's estimated rate, climb by this share of the rate per second
@@ -52,6 +58,25 @@ PROBE_PER_SECOND = 0.01  # near the gateway's estimated rate, climb by this shar
 # Tokens taken in advance for the current asyncio task (see `RateLimiter.acquire(count)`): its next
 # single-token acquisition uses one instead of queueing again.
 _PREPAID: ContextVar[int] = ContextVar("vbs_backup_prepaid_tokens", default=0)
+
+
+class RequestBudget(Protocol):
+    """A request budget shared with other processes: every process that calls one account takes one unit
+    per request from it, so that together they stay within the account's rate (the gateway limits an
+    account, not a process).
+
+    `CloudSession` awaits `acquire()` once per HTTP attempt (retries and throttled attempts included: they
+    reach the gateway too), after its own `RateLimiter`'s token and inside its in-flight bound, just before
+    sending. It returns when the attempt may go; whatever it raises propagates out of the call unchanged,
+    and nothing is sent (so it must not raise httpx's errors, which the session would take for the cloud's).
+
+    A prepaid token (`prepaid_token`: a server's creates granted together by this process's limiter)
+    covers the local limiter only: each of those creates still takes its own unit here, one by one, so a
+    wave larger than the account's free burst leaves at the account's rate rather than at once. Units are
+    never taken in batches, so the shared budget counts exactly the attempts sent.
+    """
+
+    async def acquire(self) -> None: ...
 
 
 def prepaid_token() -> None:

@@ -1,6 +1,7 @@
 """The one request path of the client: every call to IAM, ECS, EVS and VBS goes through `CloudSession`.
 
-Per attempt: wait for the rate limiter, send through one `httpx.AsyncClient` (whose `auth` signs or adds
+Per attempt: wait for the rate limiter (then for the budget shared with other processes, when there is
+one: `RequestBudget`, ratelimit.py), send through one `httpx.AsyncClient` (whose `auth` signs or adds
 the token), log one INFO line on `vbs_backup.cloud` (`operation method path status elapsed_ms request_id`,
 never headers or bodies), count the attempt in `stats`, and tell the rate limiter how the gateway answered
 (`throttled(retry_after)` for a 429, `succeeded()` for any other answer: it adapts its rate, ratelimit.py).
@@ -38,7 +39,7 @@ from .errors import (
     safe_url,
 )
 from .models.common import is_project_id
-from .ratelimit import RateLimiter, RateReport
+from .ratelimit import RateLimiter, RateReport, RequestBudget
 from .retry import CallRetries, RetryPolicy, describe
 
 __all__ = ["CloudSession", "Service"]
@@ -134,6 +135,10 @@ class CloudSession:
     the longest phase timeout; none when every phase is unbounded). An attempt past its deadline is a
     `TransportError` that may have reached the server (the answer was on its way), so it is retried like
     a read timeout: idempotent calls only, and a create is adopted rather than re-sent.
+
+    `shared_budget` is the account's request budget shared with other processes (`RequestBudget`): taken
+    once per attempt after the rate limiter's token, retries included; its wait does not count against
+    `deadline`.
     """
 
     project_id: str
@@ -149,6 +154,7 @@ class CloudSession:
         rate_limiter: RateLimiter | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         deadline: float | None = None,
+        shared_budget: RequestBudget | None = None,
     ) -> None:
         if not is_project_id(project_id):
             raise ConfigurationError(
@@ -165,6 +171,7 @@ class CloudSession:
         self.timeout = timeout
         self.deadline: float | None = deadline
         self.rate_limiter = rate_limiter
+        self.shared_budget = shared_budget
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         # Requests in flight at once, taken before the rate-limit token: at fleet scale thousands of callers
@@ -247,6 +254,9 @@ class CloudSession:
                 async with self._in_flight:
                     if self.rate_limiter is not None:
                         await self.rate_limiter.acquire()
+                    # Every attempt reaches the gateway, whichever process sends it: one unit each.
+                    if self.shared_budget is not None:
+                        await self.shared_budget.acquire()
                     self.stats[op] += 1
                     started = time.perf_counter()
                     response = await self._send(client, method, url, query, json)
