@@ -1,8 +1,11 @@
 """The ledger from the command line: `vbs-backup report` (recent runs and, per disk, its newest good
 backup) and `vbs-backup ledger upgrade|version` (the schema's migrations). No Prefect.
 
-    vbs-backup report [--limit 10] [--database-url URL]
+    vbs-backup report [--limit 10] [--target NAME ...] [--database-url URL]
     vbs-backup ledger upgrade|version [--database-url URL]
+
+`report --target NAME` (repeatable) shows only the runs, and the disks, of those targets of an estate;
+a name the ledger has no run of shows nothing and exits 2 ("no runs of target NAME in the ledger").
 """
 
 from __future__ import annotations
@@ -20,24 +23,46 @@ LedgerUrlOption = Annotated[
 
 def report(
     limit: Annotated[int, typer.Option(min=1, help="How many recent runs to show.")] = 10,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            metavar="NAME",
+            help="Only the runs and disks of this estate target (repeat for several). Exit 2 if the ledger "
+            "has no run of one.",
+        ),
+    ] = None,
     database_url: LedgerUrlOption = None,
 ) -> None:
     """Recent runs, each with its kind (nightly, on demand, retention, direct), and, per protected disk,
-    the age of its newest good backup."""
+    the age of its newest good backup; with a `target` column when the ledger holds an estate's runs."""
     from rich.console import Console
+    from sqlmodel import Session
 
-    from vbs_backup.ledger import init_db, make_engine
+    from vbs_backup.ledger import init_db, make_engine, run_targets
     from vbs_backup.reporting import protection_table, runs_table
     from vbs_backup.settings import Settings
 
     url = database_url or Settings().database_url
     engine = make_engine(url)
     init_db(engine)
+    targets = list(dict.fromkeys(target)) if target else None
+    if targets is not None:
+        with Session(engine) as session:
+            known = set(run_targets(session=session))
+        unknown = [name for name in targets if name not in known]
+        if unknown:
+            # Nothing shown: a misspelt name must not pass for a target that is all right.
+            for name in unknown:
+                typer.echo(f"no runs of target {name} in the ledger", err=True)
+            if known:
+                typer.echo(f"(the ledger has runs of: {', '.join(sorted(known))})", err=True)
+            raise typer.Exit(2)
     console = Console()
-    console.print(runs_table(engine, limit=limit))
+    console.print(runs_table(engine, limit=limit, targets=targets))
     # Per disk, the ledger's protection_status: the same facts the watchdog's protection view starts from
     # (where the watchdog can read the cloud, the cloud's newest good backup replaces the ledger's).
-    console.print(protection_table(engine))
+    console.print(protection_table(engine, targets=targets))
 
 
 ledger_app = typer.Typer(help="The ledger database: schema revision and migrations.", no_args_is_help=True)

@@ -44,10 +44,12 @@ from vbs_backup.ledger import (
     record_submitted,
     record_verified,
     recorded_backup_ids,
+    run_targets,
     start_run,
     take_up_attempt,
     unreconciled_attempts,
 )
+from vbs_backup.ledger.history import slot_attempts
 
 T0 = datetime(2024, 3, 5, 2, 0, tzinfo=UTC)
 
@@ -173,6 +175,33 @@ def test_start_run(engine: Engine, session: Session) -> None:
         assert row.heartbeat_at == row.started_at  # the start is the first sign of life
         assert row.finished_at is None
         assert (row.disks_total, row.disks_succeeded, row.disks_failed, row.deletes_done) == (0, 0, 0, 0)
+        assert (row.target, row.project_id) == (None, None)  # outside any estate
+
+    project = "0123456789abcdef0123456789abcdef"
+    run = start_run(
+        session=session, plan_name="nightly", trigger="scheduled", target="hwc-prod", project_id=project
+    )
+    with fresh(engine) as s:
+        row = s.get(Run, run.id)
+        assert row is not None and (row.target, row.project_id) == ("hwc-prod", project)
+
+
+def test_recent_runs_of_some_targets_and_the_targets_of_the_ledger(session: Session) -> None:
+    assert run_targets(session=session) == []
+    ids = {
+        target: start_run(session=session, plan_name="nightly", trigger="cli", target=target).id
+        for target in ("beta", "alpha", None, "gamma")
+    }
+
+    assert [r.id for r in recent_runs(session=session, targets=["alpha", "beta"])] == [
+        ids["alpha"],
+        ids["beta"],
+    ]
+    assert [r.id for r in recent_runs(session=session, targets=["alpha", "beta"], limit=1)] == [ids["alpha"]]
+    assert recent_runs(session=session, targets=["delta"]) == []
+    assert recent_runs(session=session, targets=[]) == []
+    assert len(recent_runs(session=session)) == 4  # every run, those outside any estate too
+    assert run_targets(session=session) == ["alpha", "beta", "gamma"]
 
 
 def test_recent_runs_newest_first(session: Session) -> None:
@@ -311,8 +340,9 @@ def make_run(
     heartbeat_at: datetime | None,
     started_at: datetime,
     status: RunStatus = RunStatus.running,
+    target: str | None = None,
 ) -> int:
-    run = start_run(session=session, plan_name=plan_name, trigger="schedule")
+    run = start_run(session=session, plan_name=plan_name, trigger="schedule", target=target)
     run.started_at = started_at
     run.heartbeat_at = heartbeat_at
     run.status = status
@@ -363,6 +393,31 @@ def test_mark_abandoned_runs(engine: Engine, session: Session) -> None:
     }
 
 
+def test_mark_abandoned_runs_of_one_target(engine: Engine, session: Session) -> None:
+    """Two targets of an estate, each with its plan `p`: one target's run never marks the other's."""
+    now = T0 + timedelta(hours=3)
+    silent = now - RUN_LEASE - timedelta(seconds=1)
+    alpha = make_run(session, started_at=T0, heartbeat_at=silent, target="alpha")
+    beta = make_run(session, started_at=T0, heartbeat_at=silent, target="beta")
+    outside = make_run(session, started_at=T0, heartbeat_at=silent)  # outside any estate
+
+    assert [r.id for r in mark_abandoned_runs(session=session, plan_name="p", target="alpha", now=now)] == [
+        alpha
+    ]
+    with fresh(engine) as s:
+        assert [s.get(Run, i).status for i in (alpha, beta, outside)] == [  # type: ignore[union-attr]
+            RunStatus.abandoned,
+            RunStatus.running,
+            RunStatus.running,
+        ]
+    assert mark_abandoned_runs(session=session, target="alpha", now=now) == []
+    # without a target: every dead run of the plan, whatever its target (a ledger outside any estate)
+    assert sorted(r.id for r in mark_abandoned_runs(session=session, plan_name="p", now=now)) == [
+        beta,
+        outside,
+    ]
+
+
 def test_mark_abandoned_runs_default_clock_leaves_a_new_run_alone(session: Session) -> None:
     run = start_run(session=session, plan_name="p", trigger="cli")
     assert mark_abandoned_runs(session=session) == []
@@ -381,6 +436,12 @@ def test_live_run_ids(session: Session) -> None:
     assert live_run_ids(session=session, plan_name="p", now=now) == {live, live_no_beat}
     assert live_run_ids(session=session, plan_name="p", now=now, lease=timedelta(minutes=2)) == {live}
     assert live_run_ids(session=session, plan_name="none", now=now) == set()
+
+    alpha = make_run(session, started_at=T0, heartbeat_at=now, target="alpha")
+    beta = make_run(session, started_at=T0, heartbeat_at=now, target="beta")
+    assert live_run_ids(session=session, plan_name="p", target="alpha", now=now) == {alpha}
+    assert live_run_ids(session=session, plan_name="p", target="gamma", now=now) == set()
+    assert live_run_ids(session=session, plan_name="p", now=now) == {live, live_no_beat, alpha, beta}
 
 
 # ------------------------------------------------------------------------------------------- disk backups
@@ -1009,3 +1070,46 @@ def test_protection_status_filtered_by_plan(session: Session) -> None:
     assert every_vol1.newest_success_backup_id == "b-p"
     assert every_vol2.newest_success_backup_id == "b-q2"
     assert protection_status(session=session, now=now, plan_name="r") == []
+
+
+def test_protection_and_nights_of_one_target(session: Session) -> None:
+    """Two targets with a plan `p` each (their own project, their own volumes) in one ledger: each one's
+    protection and nights are its own runs' rows; an attempt belongs to the run that last worked on it."""
+    now = T0 + timedelta(days=1)
+    alpha = start_run(session=session, plan_name="p", trigger="cli", target="alpha")
+    beta = start_run(session=session, plan_name="p", trigger="cli", target="beta")
+    hand = start_run(session=session, plan_name="p", trigger="cli")  # outside the estate
+    for run, volume, server, status in (
+        (alpha, "vol-a", "web-01", "succeeded"),
+        (beta, "vol-b", "web-01", "failed"),  # the same server name, in another project
+    ):
+        row = add_disk(session, run.id, volume_id=volume, server_name=server)
+        record_outcome(session=session, disk_backup_id=row.id, status=status, backup_id=f"b-{volume}")
+    # an attempt that a run outside the estate started and alpha's run took up (resumed) is alpha's now
+    resumed = add_disk(session, hand.id, volume_id="vol-a2", device="/dev/vdc")
+    take_up_attempt(session=session, disk_backup_id=resumed.id, run_id=alpha.id)
+    record_outcome(session=session, disk_backup_id=resumed.id, status="succeeded", backup_id="b-a2")
+    add_disk(session, hand.id, volume_id="vol-h", server_name="lab-01")  # never taken up
+
+    of_alpha = protection_status(session=session, now=now, plan_name="p", target="alpha")
+    assert [(p.volume_id, p.target, p.newest_success_backup_id) for p in of_alpha] == [
+        ("vol-a", "alpha", "b-vol-a"),
+        ("vol-a2", "alpha", "b-a2"),
+    ]
+    [of_beta] = protection_status(session=session, now=now, plan_name="p", target="beta")
+    assert (of_beta.volume_id, of_beta.target, of_beta.newest_success_at) == ("vol-b", "beta", None)
+    assert protection_status(session=session, now=now, target="gamma") == []
+    every = protection_status(session=session, now=now, plan_name="p")
+    assert {(p.volume_id, p.target) for p in every} == {
+        ("vol-a", "alpha"),
+        ("vol-a2", "alpha"),
+        ("vol-b", "beta"),
+        ("vol-h", None),
+    }
+
+    nights = slot_attempts(session=session, plan_name="p", since=T0, target="alpha")
+    assert sorted(a.volume_id for a in nights) == ["vol-a", "vol-a2"]
+    assert [a.volume_id for a in slot_attempts(session=session, plan_name="p", since=T0, target="beta")] == [
+        "vol-b"
+    ]
+    assert len(slot_attempts(session=session, plan_name="p", since=T0)) == 4

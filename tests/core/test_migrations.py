@@ -198,6 +198,38 @@ def test_old_ledger_is_migrated_with_its_data(
         assert sorted(r.attempt for r in rows_of_slot) == [1, 2]
 
 
+def test_runs_get_their_target_and_project_and_lose_them_on_downgrade(engine: Engine) -> None:
+    """0003 on a ledger at 0002: the runs already there ran outside any estate (target NULL) and did not
+    record their project (NULL); the target is indexed (every read of a target's runs filters on it)."""
+    migrate(engine, "0002")
+    old = MetaData()
+    old.reflect(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            old.tables["runs"]
+            .insert()
+            .values(plan_name="nightly", trigger="scheduled", started_at=T0, status="completed")
+            .values(disks_total=1, disks_succeeded=1, disks_failed=0, deletes_done=0)
+        )
+
+    init_db(engine)
+
+    assert ledger_revision(engine) == ledger_head() and schema_diff(engine) == []
+    assert "ix_runs_target" in {i["name"] for i in inspect(engine).get_indexes("runs")}
+    with Session(engine) as session:
+        [run] = session.exec(select(Run)).all()
+        assert (run.plan_name, run.status, run.target, run.project_id) == ("nightly", "completed", None, None)
+        session.add(Run(plan_name="nightly", trigger="scheduled", target="hwc-prod", project_id="0" * 32))
+        session.commit()
+
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0002")
+    assert ledger_revision(engine) == "0002"
+    assert not {"target", "project_id"} & {c["name"] for c in inspect(engine).get_columns("runs")}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM runs")).scalar_one() == 2
+
+
 def test_migration_chain_matches_the_models(engine: Engine) -> None:
     migrate(engine, "head")  # every migration from an empty database, as an old ledger lives through them
     assert ledger_revision(engine) == ledger_head()

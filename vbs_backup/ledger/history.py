@@ -28,15 +28,23 @@ class SlotAttempt:
     trigger: str
 
 
-def slot_attempts(*, session: Session, plan_name: str, since: datetime) -> list[SlotAttempt]:
-    """Every attempt of the plan for a slot starting at or after `since`, oldest request first. Rows of a
-    migrated ledger that do not know their slot are left out."""
+def slot_attempts(
+    *, session: Session, plan_name: str, since: datetime, target: str | None = None
+) -> list[SlotAttempt]:
+    """Every attempt of the plan for a slot starting at or after `since`, oldest request first; of the runs
+    of the estate target `target` only, when given. Rows of a migrated ledger that do not know their slot
+    are left out."""
     stmt = (
         select(DiskBackup, Run.deployment, Run.trigger)
         .join(Run, col(Run.id) == col(DiskBackup.run_id))
         .where(DiskBackup.plan_name == plan_name, col(DiskBackup.slot_start) >= since)
-        .order_by(col(DiskBackup.requested_at), col(DiskBackup.id))
     )
+    if target is not None:
+        # By the attempt's run (the run that last worked on it), as `protection_status` scopes the disks
+        # the nights are shown for: the same rows in both, and no need of the volumes the cloud lists
+        # (the watchdog shows the ledger's disks when it cannot list them). See `attempts_of_target`.
+        stmt = stmt.where(Run.target == target)
+    stmt = stmt.order_by(col(DiskBackup.requested_at), col(DiskBackup.id))
     attempts: list[SlotAttempt] = []
     for attempt, deployment, trigger in session.exec(stmt).all():
         assert attempt.slot_start is not None  # the `>= since` filter leaves out rows without a slot

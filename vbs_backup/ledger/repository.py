@@ -8,11 +8,11 @@ sane length; nothing in this module ever receives credentials.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -32,6 +32,7 @@ __all__ = [
     "RUN_LEASE",
     "VolumeProtection",
     "attempts_for_slot",
+    "attempts_of_target",
     "beat",
     "disk_backups_for_run",
     "find_disk_backup",
@@ -49,6 +50,7 @@ __all__ = [
     "record_submitted",
     "record_verified",
     "recorded_backup_ids",
+    "run_targets",
     "start_run",
     "take_up_attempt",
     "unreconciled_attempts",
@@ -57,6 +59,10 @@ __all__ = [
 # A running run writes its heartbeat every minute or so (HEARTBEAT_EVERY in tasks/runtime.py); one silent for
 # this long is dead: its process was killed, or its machine or the Prefect server went away.
 RUN_LEASE = timedelta(minutes=10)
+
+# Plan names repeat across the targets of an estate (every project may have its `nightly`), which one ledger
+# records together: every read of runs by plan name takes a `target` keyword. None reads every run of the
+# plan, as a ledger outside any estate always has; a target's name reads only the runs of that target.
 
 # ---------------------------------------------------------------------------------------------- runs
 
@@ -68,8 +74,11 @@ def start_run(
     trigger: str,
     flow_run_id: str | None = None,
     deployment: str | None = None,
+    target: str | None = None,
+    project_id: str | None = None,
 ) -> Run:
-    """Record the start of a run (status ``running``)."""
+    """Record the start of a run (status ``running``): of the estate target `target` (None: outside any
+    estate), working on the project `project_id`."""
     now = utcnow()
     return save_row(
         session,
@@ -78,6 +87,8 @@ def start_run(
             trigger=trigger,
             flow_run_id=flow_run_id,
             deployment=deployment,
+            target=target,
+            project_id=project_id,
             started_at=now,
             heartbeat_at=now,
         ),
@@ -92,24 +103,28 @@ def beat(*, session: Session, run_id: int) -> None:
         save_row(session, run)
 
 
-def _dead_runs_query(plan_name: str | None, now: datetime, lease: timedelta):
+def _dead_runs_query(plan_name: str | None, target: str | None, now: datetime, lease: timedelta):
     # A run from before heartbeats has none: its start is its last sign of life.
     last_sign = func.coalesce(Run.heartbeat_at, Run.started_at)
     stmt = select(Run).where(Run.status == RunStatus.running, last_sign < now - lease)
-    return stmt if plan_name is None else stmt.where(Run.plan_name == plan_name)
+    if plan_name is not None:
+        stmt = stmt.where(Run.plan_name == plan_name)
+    return stmt if target is None else stmt.where(Run.target == target)
 
 
 def mark_abandoned_runs(
     *,
     session: Session,
     plan_name: str | None = None,
+    target: str | None = None,
     now: datetime | None = None,
     lease: timedelta = RUN_LEASE,
 ) -> list[Run]:
-    """Mark `abandoned` every `running` run (of `plan_name`, or of any plan) whose heartbeat stopped longer
-    than `lease` ago, freezing its counts; a live run keeps beating and is never touched."""
+    """Mark `abandoned` every `running` run (of `plan_name`, or of any plan; of `target`, or of any) whose
+    heartbeat stopped longer than `lease` ago, freezing its counts; a live run keeps beating and is never
+    touched."""
     now = now or utcnow()
-    dead = list(session.exec(_dead_runs_query(plan_name, now, lease)).all())
+    dead = list(session.exec(_dead_runs_query(plan_name, target, now, lease)).all())
     marked = []
     for run in dead:
         assert run.id is not None
@@ -120,14 +135,22 @@ def mark_abandoned_runs(
 
 
 def live_run_ids(
-    *, session: Session, plan_name: str, now: datetime | None = None, lease: timedelta = RUN_LEASE
+    *,
+    session: Session,
+    plan_name: str,
+    target: str | None = None,
+    now: datetime | None = None,
+    lease: timedelta = RUN_LEASE,
 ) -> set[int]:
-    """Runs of the plan that are `running` with a fresh heartbeat: their attempts are theirs to finish."""
+    """Runs of the plan (of `target`, when given) that are `running` with a fresh heartbeat: their attempts
+    are theirs to finish."""
     now = now or utcnow()
     last_sign = func.coalesce(Run.heartbeat_at, Run.started_at)
     stmt = select(Run.id).where(
         Run.plan_name == plan_name, Run.status == RunStatus.running, last_sign >= now - lease
     )
+    if target is not None:
+        stmt = stmt.where(Run.target == target)
     return {i for i in session.exec(stmt).all() if i is not None}
 
 
@@ -162,10 +185,19 @@ def finish_run(*, session: Session, run_id: int, status: RunStatus | str, messag
     return save_row(session, run)
 
 
-def recent_runs(*, session: Session, limit: int = 20) -> list[Run]:
-    """The newest runs first."""
-    stmt = select(Run).order_by(col(Run.started_at).desc(), col(Run.id).desc()).limit(limit)
+def recent_runs(*, session: Session, limit: int = 20, targets: Collection[str] | None = None) -> list[Run]:
+    """The newest runs first (of these estate `targets` only, when given)."""
+    stmt = select(Run)
+    if targets is not None:
+        stmt = stmt.where(col(Run.target).in_(list(targets)))
+    stmt = stmt.order_by(col(Run.started_at).desc(), col(Run.id).desc()).limit(limit)
     return list(session.exec(stmt).all())
+
+
+def run_targets(*, session: Session) -> list[str]:
+    """The estate targets the ledger has runs of, by name."""
+    stmt = select(Run.target).where(col(Run.target).is_not(None)).distinct()
+    return sorted(t for t in session.exec(stmt).all() if t is not None)
 
 
 # ---------------------------------------------------------------------------------------------- disk backups
@@ -459,14 +491,35 @@ class VolumeProtection:
     last_attempt_status: DiskBackupStatus
     last_attempt_at: datetime
     last_error_code: str | None
+    target: str | None = None  # the estate target of the newest attempt's run (None: outside any estate)
+
+
+def attempts_of_target(target: str) -> ColumnElement[bool]:
+    """A condition on `DiskBackup` rows: those of `target`'s runs.
+
+    A row belongs to the run that last worked on it (`run_id`), not to the one that created it. Either is
+    the target's: one (project, plan) has one owner in an estate (vbs_backup/estate.py refuses two) and a
+    volume lives in one project, so every run that can take up an attempt at (plan, volume, slot) is the
+    same target's (a run outside the estate that took one up, e.g. `vbs-backup run` with the plan by hand,
+    takes it out of the target's view). Scoping by the run rather than by the volumes the target has today
+    works where those are not known: the watchdog checks the ledger's disks when the cloud cannot list
+    them, and a disk gone from the project still has its history."""
+    return col(DiskBackup.run_id).in_(select(Run.id).where(Run.target == target))
 
 
 def protection_status(
-    *, session: Session, now: datetime | None = None, plan_name: str | None = None
+    *,
+    session: Session,
+    now: datetime | None = None,
+    plan_name: str | None = None,
+    target: str | None = None,
 ) -> list[VolumeProtection]:
-    """One line per volume the ledger knows (for one plan, or all plans), sorted by server name and device."""
+    """One line per volume the ledger knows (for one plan, or all plans; from the runs of one estate
+    target, or from every run), sorted by server name and device."""
     now = now or utcnow()
-    of_plan = [] if plan_name is None else [DiskBackup.plan_name == plan_name]
+    of_plan: list[ColumnElement[bool]] = [] if plan_name is None else [col(DiskBackup.plan_name) == plan_name]
+    if target is not None:
+        of_plan.append(attempts_of_target(target))
     rank = (
         func.row_number()
         .over(
@@ -479,7 +532,10 @@ def protection_status(
 
     latest = select(col(DiskBackup.id), rank).where(*of_plan).subquery()
     newest_attempts = session.exec(
-        select(DiskBackup).join(latest, col(DiskBackup.id) == latest.c.id).where(latest.c.rank == 1)
+        select(DiskBackup, Run.target)
+        .join(latest, col(DiskBackup.id) == latest.c.id)
+        .join(Run, col(Run.id) == col(DiskBackup.run_id))
+        .where(latest.c.rank == 1)
     ).all()
 
     success_rank = (
@@ -504,7 +560,7 @@ def protection_status(
     }
 
     result = []
-    for row in newest_attempts:
+    for row, run_target in newest_attempts:
         backup_id, at = best.get(row.volume_id, (None, None))
         result.append(
             VolumeProtection(
@@ -519,6 +575,7 @@ def protection_status(
                 last_attempt_status=row.status,
                 last_attempt_at=row.requested_at,
                 last_error_code=row.error_code,
+                target=run_target,
             )
         )
     result.sort(key=lambda p: (p.server_name, p.device, p.volume_id))

@@ -132,6 +132,12 @@ class Run(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     flow_run_id: str | None = Field(default=None, index=True, max_length=64)  # Prefect flow run id
     deployment: str | None = Field(default=None, max_length=255)
+    # One ledger may record the runs of every target of an estate (vbs_backup/estate.py), whose plan names
+    # repeat: `target` is the estate target's name (NULL for a run outside any estate), and reads of a
+    # target's runs are scoped by it; `project_id` is the project the run worked on (NULL when unknown,
+    # e.g. the runs of a ledger from before this column).
+    target: str | None = Field(default=None, index=True, max_length=64)
+    project_id: str | None = Field(default=None, max_length=64)
     plan_name: str = Field(max_length=64)
     trigger: str = Field(max_length=32)  # schedule, manual, cli, demo, ...
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
