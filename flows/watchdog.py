@@ -7,6 +7,8 @@ run's message, but the run stays Completed (nothing is unprotected yet).
 The checks are `vbs_backup.watchdog.check`'s; here they are fed with the cloud's view of the plan (which
 disks it protects today, and which backups of the plan those disks have) and the ledger's (its runs, and
 what it recorded). The cloud decides how old a disk's newest good backup is; dead runs are marked on the way.
+`watch_plans` is that path, for the plans of one project: this flow gives it one plan, the estate's watchdog
+(flows/estate_watchdog.py) each plan of each target, with the ledger read scoped to the target's runs.
 
 Each run publishes the protection view (`vbs_backup.watchdog.view`) as the markdown artifact `protection`,
 from the flow itself, so that it hangs off the run and its newest version is the plan's current protection in
@@ -17,14 +19,16 @@ of earlier versions: everything that one said is in it.)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, ParamSpec, TypeVar
 
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 from pydantic import Field
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from vbs_backup.backup.targets import DiskTarget, SelectionError, discover_targets
@@ -38,26 +42,28 @@ from vbs_backup.flows.params import Credentials
 from vbs_backup.ledger.history import slot_attempts
 from vbs_backup.plan import BackupPlan
 from vbs_backup.retention.prune import backups_by_volume
-from vbs_backup.tasks.runtime import CloudContext, Refusal, open_cloud
+from vbs_backup.tasks.runtime import CloudContext, Refusal, open_cloud, run_clock
 from vbs_backup.watchdog.check import WatchdogReport, check_protection, ledger_snapshot, newest_in_cloud
 from vbs_backup.watchdog.view import (
     ARTIFACT_KEY,
     NIGHTLY_DEPLOYMENTS,
     NIGHTS,
     NightHistory,
+    PlanWatch,
     night_columns,
     night_history,
-    render_protection,
     window_start,
 )
 
 # NIGHTLY_DEPLOYMENTS: the deployments whose runs count as "the nightly run happened" (plus runs outside any
 # deployment, such as `vbs-backup run`), and paint the nights of the protection view. On-demand retention or
 # one-server runs of the same plan do not.
-__all__ = ["NIGHTLY_DEPLOYMENTS", "backup_watchdog"]
+__all__ = ["NIGHTLY_DEPLOYMENTS", "backup_watchdog", "watch_plans"]
 
 
 InCloud = dict[str, tuple[str, datetime] | None]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @task(name="discover-protected-disks", task_run_name="discover protected disks", cache_policy=NO_CACHE)
@@ -86,20 +92,22 @@ async def read_quotas(cloud: CloudContext) -> Quotas | Refusal:
 
 @task(name="check-protection", task_run_name="check protection", cache_policy=NO_CACHE)
 def check(
-    cloud: CloudContext,
+    engine: Engine,
     plan: BackupPlan,
     disks: list[DiskTarget] | None,
     in_cloud: InCloud | None,
     error: str | None,
     rpo_hours: float,
-    quotas: Quotas | None = None,
-    quota_error: str | None = None,
-    now: datetime | None = None,
+    quotas: Quotas | None,
+    quota_error: str | None,
+    now: datetime,
+    target: str | None = None,
 ) -> WatchdogReport:
-    """Compare the protected disks with what the cloud holds and the ledger recorded; and the project's
-    quotas with their limits."""
-    now = now or cloud.clock.now()
-    snapshot = ledger_snapshot(cloud.engine, plan_name=plan.name, now=now, deployments=NIGHTLY_DEPLOYMENTS)
+    """Compare the protected disks with what the cloud holds and the ledger recorded (the runs of
+    `target`, in an estate); and the project's quotas with their limits."""
+    snapshot = ledger_snapshot(
+        engine, plan_name=plan.name, now=now, deployments=NIGHTLY_DEPLOYMENTS, target=target
+    )
     return check_protection(
         plan_name=plan.name,
         disks=disks,
@@ -114,14 +122,75 @@ def check(
 
 
 @task(name="read-nights", task_run_name=f"read the last {NIGHTS} nights", cache_policy=NO_CACHE)
-def read_nights(cloud: CloudContext, plan: BackupPlan, now: datetime) -> NightHistory:
-    """What the plan's nightly runs did for each disk over the last nights, from the ledger."""
+def read_nights(engine: Engine, plan: BackupPlan, now: datetime, target: str | None = None) -> NightHistory:
+    """What the plan's nightly runs (of `target`, in an estate) did for each disk over the last nights,
+    from the ledger."""
     columns = night_columns(now, slot_minutes=plan.slot_minutes, timezone=plan.schedule_timezone)
-    with Session(cloud.engine) as session:
+    with Session(engine) as session:
         attempts = slot_attempts(
-            session=session, plan_name=plan.name, since=window_start(columns, plan.schedule_timezone)
+            session=session,
+            plan_name=plan.name,
+            since=window_start(columns, plan.schedule_timezone),
+            target=target,
         )
     return night_history(attempts, columns, plan.schedule_timezone, nightly=NIGHTLY_DEPLOYMENTS)
+
+
+async def watch_plans(
+    cloud: CloudContext | None,
+    engine: Engine,
+    plans: Sequence[BackupPlan],
+    rpo_hours: float,
+    *,
+    target: str | None = None,
+    unreachable: str | None = None,
+) -> list[PlanWatch]:
+    """Check the protection of each plan of one project: the disks it protects there today and the backups
+    they have (from `cloud`), against what the ledger recorded (the runs of the estate target `target`, or
+    every run of the plan). The backup-watchdog flow watches one plan this way, the estate-watchdog each
+    plan of each target.
+
+    Without a cloud (`cloud` None: `unreachable` says why), or when the cloud cannot list a plan's disks,
+    the disks the ledger knows are checked instead: a cloud outage must not hide stale backups."""
+    quotas: Quotas | None = None
+    quota_error: str | None = None
+    found: list[tuple[list[DiskTarget], InCloud] | Refusal]
+    if cloud is None:
+        found = [Refusal(unreachable or "no cloud to ask")] * len(plans)
+    else:
+        found = [await _named(discover_protected_disks, target, plan)(cloud, plan) for plan in plans]
+        read = await _named(read_quotas, target)(cloud)
+        if isinstance(read, Refusal):
+            quota_error = f"cannot read them: {read.message}"
+        else:
+            quotas = read
+    now = (cloud.clock if cloud is not None else run_clock()).now()  # one moment: checks and view agree
+    watches = []
+    for plan, plan_found in zip(plans, found, strict=True):
+        disks: list[DiskTarget] | None
+        in_cloud: InCloud | None
+        if isinstance(plan_found, Refusal):
+            # Keep checking the ledger: a cloud outage must not hide stale backups.
+            disks, in_cloud, error = None, None, f"cannot list the plan's disks: {plan_found.message}"
+        else:
+            (disks, in_cloud), error = plan_found, None
+        report = _named(check, target, plan)(
+            engine, plan, disks, in_cloud, error, rpo_hours, quotas, quota_error, now, target
+        )
+        nights = _named(read_nights, target, plan)(engine, plan, now, target)
+        watches.append(
+            PlanWatch(plan.name, plan.schedule_timezone, timedelta(hours=rpo_hours), now, report, nights)
+        )
+    return watches
+
+
+def _named(step: Task[P, R], target: str | None, plan: BackupPlan | None = None) -> Task[P, R]:
+    """`step` as it is (one plan), or with its runs named after the target and plan they work for (an
+    estate: many runs of each task in one flow run)."""
+    if target is None:
+        return step
+    about = target if plan is None else f"{target} {plan.name}"
+    return step.with_options(task_run_name=f"{step.task_run_name} ({about})")
 
 
 @flow(name="backup-watchdog", flow_run_name=watchdog_run_name, **ON_FAILURE)
@@ -149,21 +218,8 @@ async def backup_watchdog(
 async def _backup_watchdog(plan: BackupPlan, rpo_hours: float, credentials: Credentials) -> State:
     logger = get_run_logger()
     async with open_cloud(credentials) as cloud:
-        disks: list[DiskTarget] | None
-        in_cloud: InCloud | None
-        found = await discover_protected_disks(cloud, plan)
-        if isinstance(found, Refusal):
-            # Keep checking the ledger: a cloud outage must not hide stale backups.
-            disks, in_cloud, error = None, None, f"cannot list the plan's disks: {found.message}"
-        else:
-            (disks, in_cloud), error = found, None
-        read = await read_quotas(cloud)
-        quotas, quota_error = (
-            (None, f"cannot read them: {read.message}") if isinstance(read, Refusal) else (read, None)
-        )
-        now = cloud.clock.now()  # one moment for the checks and the view: their ages agree
-        report = check(cloud, plan, disks, in_cloud, error, rpo_hours, quotas, quota_error, now)
-        nights = read_nights(cloud, plan, now)
+        [watch] = await watch_plans(cloud, cloud.engine, [plan], rpo_hours)
+    report = watch.report
     message = report.message()
     for warning in report.warnings:
         logger.warning("watchdog warning: %s", warning)
@@ -171,14 +227,7 @@ async def _backup_watchdog(plan: BackupPlan, rpo_hours: float, credentials: Cred
     # newest version is the plan's protection now (the UI's Artifacts page).
     await acreate_markdown_artifact(
         key=ARTIFACT_KEY,
-        markdown=render_protection(
-            report,
-            nights,
-            plan_name=plan.name,
-            timezone=plan.schedule_timezone,
-            rpo=timedelta(hours=rpo_hours),
-            now=now,
-        ),
+        markdown=watch.render(),
         description=f"Protection of plan {plan.name}: {report.disks_ok} of {len(report.disks)} disks "
         f"within the RPO ({rpo_hours:g} h)",
     )

@@ -28,6 +28,7 @@ This module is Prefect-free and touches neither the network nor the disk at impo
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from .cloud.models.common import is_project_id
 from .plan import BackupPlan, InputError, PlanError, read_yaml, validate_plan, validation_problems
 from .settings import DASHED_NAME, check_region
 
-__all__ = ["Estate", "EstateError", "Target", "load_estate", "validate_estate"]
+__all__ = ["Estate", "EstateError", "Target", "UnknownTargetError", "load_estate", "validate_estate"]
 
 
 class EstateError(InputError):
@@ -90,11 +91,28 @@ class Estate(BaseModel):
     _name = field_validator("name")(_slug)
 
     def target(self, name: str) -> Target:
-        """The target called `name`; a KeyError naming the known ones otherwise."""
-        for target in self.targets:
-            if target.name == name:
-                return target
-        raise KeyError(f"no target {name!r} in estate {self.name}: {', '.join(t.name for t in self.targets)}")
+        """The target called `name`; an :class:`UnknownTargetError` naming the known ones otherwise."""
+        return self.choose([name])[0]
+
+    def choose(self, names: Sequence[str] | None) -> list[Target]:
+        """The targets called `names`, in the estate's order; every target when `names` is empty or None.
+        An unknown name is an :class:`UnknownTargetError` of one line naming the estate's targets."""
+        if not names:
+            return list(self.targets)
+        known = [t.name for t in self.targets]
+        unknown = [n for n in dict.fromkeys(names) if n not in known]
+        if unknown:
+            raise UnknownTargetError(
+                f"estate {self.name} has no target {', '.join(unknown)} (its targets: {', '.join(known)})"
+            )
+        return [t for t in self.targets if t.name in names]
+
+
+class UnknownTargetError(KeyError):
+    """Targets asked for by a name that the estate does not have (a run's `targets` parameter)."""
+
+    def __str__(self) -> str:  # KeyError's would quote the message
+        return str(self.args[0])
 
 
 _OVERRIDES = ("schedule_timezone", "retention")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vbs_backup.cloud.endpoints import CloudName
-from vbs_backup.estate import EstateError, load_estate, validate_estate
+from vbs_backup.estate import EstateError, UnknownTargetError, load_estate, validate_estate
 
 PROJECT_A = "0123456789abcdef0123456789abcdef"
 PROJECT_B = "fedcba9876543210fedcba9876543210"
@@ -145,3 +145,16 @@ def test_two_targets_of_one_name_are_refused(estate_file, tmp_path):
         load_estate(_write(tmp_path / "twice.yaml", text))
 
     assert "targets: two targets are named huaweicloud-eu-west-101-01234567" in caught.value.problems
+
+
+def test_a_run_chooses_targets_by_name_every_one_by_default(estate_file):
+    estate = load_estate(estate_file)
+    first, second = estate.targets
+    assert estate.choose(None) == estate.choose([]) == [first, second]
+    assert estate.choose([second.name, first.name, second.name]) == [first, second]  # the estate's order
+    assert estate.choose(["otc-de"]) == [second]
+    with pytest.raises(UnknownTargetError) as raised:
+        estate.choose(["gamma", "otc-de", "delta"])
+    assert str(raised.value) == (
+        "estate acme has no target gamma, delta (its targets: huaweicloud-eu-west-101-01234567, otc-de)"
+    )

@@ -151,15 +151,23 @@ def human_age(delta: timedelta) -> str:
 
 
 def ledger_snapshot(
-    engine: Engine, *, plan_name: str, now: datetime, deployments: Collection[str] | None = None
+    engine: Engine,
+    *,
+    plan_name: str,
+    now: datetime,
+    deployments: Collection[str] | None = None,
+    target: str | None = None,
 ) -> LedgerSnapshot:
     """Read the ledger once, after marking the plan's dead runs. A run counts for `plan_name` when it ran
     that plan from one of `deployments` or outside any deployment (the CLI); `None` counts every run of the
-    plan."""
+    plan. With `target`, only the runs of that estate target count, and only theirs are marked: another
+    target's plan of the same name is another plan."""
     with Session(engine) as session:
-        abandoned = mark_abandoned_runs(session=session, plan_name=plan_name)
-        protections = protection_status(session=session, now=now, plan_name=plan_name)
+        abandoned = mark_abandoned_runs(session=session, plan_name=plan_name, target=target)
+        protections = protection_status(session=session, now=now, plan_name=plan_name, target=target)
         stmt = select(Run).where(Run.plan_name == plan_name)
+        if target is not None:
+            stmt = stmt.where(Run.target == target)
         if deployments is not None:
             stmt = stmt.where(or_(col(Run.deployment).is_(None), col(Run.deployment).in_(list(deployments))))
         last_run = session.exec(

@@ -37,8 +37,10 @@ __all__ = [
     "NIGHTS",
     "Night",
     "NightHistory",
+    "PlanWatch",
     "night_columns",
     "night_history",
+    "protection_mark",
     "render_protection",
     "run_kind",
     "window_start",
@@ -64,12 +66,14 @@ class Night(StrEnum):
 GLYPHS = {Night.ok: "✅", Night.failed: "❌", Night.unfinished: "⏳", Night.missing: "·"}
 LEGEND = "Legend: ✅ backed up — ❌ failed (failed, timed out or abandoned) — ⏳ still running — · no attempt"
 
-# The deployments whose runs are the plan's nightly runs (with runs outside any deployment).
-NIGHTLY_DEPLOYMENTS = frozenset({"nightly-backup"})
+# The deployments whose runs are the plan's nightly runs (with runs outside any deployment): an estate's
+# nightly runs each target's plans in a run of `estate-target` (flows/estate.py), which estate-nightly starts.
+NIGHTLY_DEPLOYMENTS = frozenset({"nightly-backup", "estate-target"})
 
 # How each kind of run of a plan reads (Run.deployment, as tasks.runtime records it).
 _KINDS = {
     "nightly-backup": "nightly",
+    "estate-target": "nightly",  # always started by estate-nightly's run (or a person's re-run of it)
     "backup-server": "on demand: backup-server",
     "apply-retention": "retention",
 }
@@ -160,6 +164,41 @@ def night_history(
 # ---------------------------------------------------------------------------------------------- rendering
 
 
+@dataclass(frozen=True)
+class PlanWatch:
+    """One plan as the watchdog checked it (its findings and disks, its nights), with the moment and the
+    RPO it was judged at: everything its protection page shows."""
+
+    plan_name: str
+    timezone: str  # the plan's schedule timezone: the page's times and nights are in it
+    rpo: timedelta
+    now: datetime
+    report: WatchdogReport
+    nights: NightHistory
+
+    def render(self, *, target: str | None = None) -> str:
+        """The plan's protection page (`render_protection`); titled with `target` in an estate's page."""
+        return render_protection(
+            self.report,
+            self.nights,
+            plan_name=self.plan_name,
+            timezone=self.timezone,
+            rpo=self.rpo,
+            now=self.now,
+            target=target,
+        )
+
+
+def protection_mark(report: WatchdogReport) -> str:
+    """The page's verdict: ❌ a problem; ⚠️ a warning, or a disk still within the RPO whose last attempt
+    failed (the next one to become a problem); ✅ all well."""
+    if not report.ok:
+        return "❌"
+    shown = sorted(report.disks, key=_severity)[:MAX_ROWS]
+    slipping = any(d.finding is None and _last_failed(d) for d in shown)
+    return "⚠️" if report.warnings or slipping else "✅"
+
+
 def render_protection(
     report: WatchdogReport,
     history: NightHistory,
@@ -168,8 +207,10 @@ def render_protection(
     timezone: str,
     rpo: timedelta,
     now: datetime,
+    target: str | None = None,
 ) -> str:
-    """The artifact's markdown: headline, problems, the per-disk table, the nights grid."""
+    """The artifact's markdown: headline, problems, the per-disk table, the nights grid. With `target`
+    (an estate's page, one section per target and plan), the headline names the target too."""
     zone = ZoneInfo(timezone)
 
     def at(moment: datetime | None) -> str:  # Clock
@@ -183,9 +224,10 @@ def render_protection(
     ordered = sorted(report.disks, key=_severity)
     # Disks still within the RPO whose last attempt failed: not a problem yet, the next one to become one.
     slipping = [d for d in ordered[:MAX_ROWS] if d.finding is None and _last_failed(d)]
-    mark = "❌" if not report.ok else ("⚠️" if report.warnings or slipping else "✅")
+    subject = f"Plan {_md(plan_name)}" if target is None else f"Target {_md(target)}, plan {_md(plan_name)}"
+    mark = protection_mark(report)
     lines = [
-        f"## {mark} Plan {_md(plan_name)}: {ok} of {total} disks protected within the RPO ({rpo_text})",
+        f"## {mark} {subject}: {ok} of {total} disks protected within the RPO ({rpo_text})",
         "",
         f"Checked {at(now)}; times in {timezone}. {_last_run_line(report, at)}",
         "",
