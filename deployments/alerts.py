@@ -1,5 +1,5 @@
 """Alerts, all created (or updated) by name by `vbs-backup alerts setup`, so it can be run again at will.
-Both automations run on the Prefect server and notify through the same saved notification blocks (generic
+The automations run on the Prefect server and notify through the same saved notification blocks (generic
 webhook, Slack, Microsoft Teams); they need nothing from the flows and also cover processes that died.
 
 * `vbs-backup: failed runs` (AUTOMATION_NAME): a run of a product deployment ends Failed, Crashed or
@@ -9,6 +9,10 @@ webhook, Slack, Microsoft Teams); they need nothing from the flows and also cove
 * `vbs-backup: nightly-backup overdue` (NIGHTLY_AUTOMATION_NAME): no run of nightly-backup ended Completed
   within 26 h (configurable). It watches the watcher: a stopped `vbs-backup serve` pauses every schedule,
   so nothing runs, nothing fails and only the absence of runs says so.
+* `vbs-backup: lost runs` (LOST_AUTOMATION_NAME): a run whose heartbeats stopped for 10 min
+  (configurable) without it ending is marked Crashed (Prefect's "zombie flow" recipe): a worker whose
+  machine died leaves its runs Running for ever otherwise, and an estate's parent run would wait for them.
+  The Crashed state then pages through the first automation.
 
 The failure automation's subject and body are vbs_backup.notify's SUBJECT and BODY, which the flows'
 e-mail hook (flows/hooks.py, for installations whose Prefect server cannot send e-mail itself) renders in
@@ -84,11 +88,12 @@ from prefect.blocks.notifications import (
     SlackWebhook,
 )
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.events.actions import SendNotification
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import ChangeFlowRunState, SendNotification
 from prefect.events.schemas.automations import Automation, AutomationCore, EventTrigger, Posture
 from pydantic import SecretStr
 
-from vbs_backup.deployments.catalog import CATALOG, TAG
+from vbs_backup.deployments.catalog import ALL_DEPLOYMENTS, TAG
 from vbs_backup.flows.failures import INVALID_INPUT  # the state name of a run refused for its input
 from vbs_backup.notify import BODY, SUBJECT
 
@@ -96,6 +101,8 @@ __all__ = [
     "AUTOMATION_NAME",
     "FAILURE_EVENTS",
     "INVALID_INPUT",
+    "LOST_AFTER",
+    "LOST_AUTOMATION_NAME",
     "NIGHTLY_AUTOMATION_NAME",
     "NIGHTLY_DEPLOYMENT",
     "NIGHTLY_WITHIN",
@@ -103,6 +110,8 @@ __all__ = [
     "Notifier",
     "alert_automation",
     "failure_trigger",
+    "lost_run_automation",
+    "lost_run_trigger",
     "nightly_automation",
     "nightly_trigger",
     "notification_block",
@@ -116,6 +125,19 @@ NIGHTLY_AUTOMATION_NAME = "vbs-backup: nightly-backup overdue"
 NIGHTLY_DEPLOYMENT = "nightly-backup"
 NIGHTLY_WITHIN = timedelta(hours=26)  # a nightly schedule, plus two hours for a long or late night
 COMPLETED_EVENT = "prefect.flow-run.Completed"
+
+LOST_AUTOMATION_NAME = "vbs-backup: lost runs"
+HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
+# A flow run's process sends a heartbeat every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds (180 by default,
+# at least 30): after three missed beats and a margin its process (a worker's machine) is taken for dead.
+LOST_AFTER = timedelta(minutes=10)
+# A run that ends says so; these events close its heartbeat window (InvalidInput: flows/failures.py).
+_ENDED_EVENTS = {
+    COMPLETED_EVENT,
+    *FAILURE_EVENTS,
+    "prefect.flow-run.Cancelled",
+    f"prefect.flow-run.{INVALID_INPUT}",
+}
 MIN_PROACTIVE_WITHIN = timedelta(seconds=10)  # Prefect's minimum for a proactive trigger
 
 # The proactive alert has no run to show: it says what is wrong and what to check. $-placeholders are
@@ -196,6 +218,52 @@ def nightly_trigger(within: timedelta, deployment: str = NIGHTLY_DEPLOYMENT) -> 
     )
 
 
+def lost_run_trigger(within: timedelta = LOST_AFTER) -> EventTrigger:
+    """A run of a product deployment whose heartbeats stopped for `within` without it ending: one window
+    per run (`for_each`), opened by each heartbeat and closed by the next one or by the run's end (Prefect's
+    "zombie flow" recipe, restricted to the product's tag)."""
+    if within < MIN_PROACTIVE_WITHIN:
+        raise ValueError(f"the lost-run window must be at least {MIN_PROACTIVE_WITHIN.seconds} s (Prefect)")
+    return EventTrigger(
+        match={"prefect.resource.id": "prefect.flow-run.*"},
+        match_related={"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{TAG}"},
+        after={HEARTBEAT_EVENT},
+        expect={HEARTBEAT_EVENT, *_ENDED_EVENTS},
+        for_each={"prefect.resource.id"},
+        posture=Posture.Proactive,
+        threshold=1,
+        within=within,
+    )
+
+
+def lost_run_automation(within: timedelta = LOST_AFTER) -> AutomationCore:
+    """Marks Crashed a run whose process stopped sending heartbeats (its worker or machine died): the
+    run would otherwise stay Running for ever, its parent (estate-nightly) would wait for it, and nobody
+    would be told. The Crashed state then pages through the failed-runs automation."""
+    return AutomationCore(
+        name=LOST_AUTOMATION_NAME,
+        description=(
+            f"Marks Crashed a run of a deployment tagged {TAG} that sent no heartbeat for "
+            f"{duration_text(within)} and did not end (its worker or machine is gone); "
+            f"'{AUTOMATION_NAME}' then notifies. Workers send a heartbeat every "
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds (default 180): keep the window above three of them. "
+            "Created by `vbs-backup alerts setup --lost-after-minutes M`."
+        ),
+        enabled=True,
+        trigger=lost_run_trigger(within),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                name="Crashed",
+                message=f"no heartbeat for {duration_text(within)}: the process running it (its worker or "
+                "machine) is gone",
+            )
+        ],
+        actions_on_trigger=[],
+        actions_on_resolve=[],
+    )
+
+
 def duration_text(span: timedelta) -> str:
     """`26 h`, `1 h 30 min`, `45 s`: a window as people write it."""
     seconds = round(span.total_seconds())
@@ -219,7 +287,7 @@ def alert_automation(
     """The failed-runs automation: `deployments` None means every deployment tagged with the product's
     tag (all of the catalog's)."""
     watched = (
-        f"a run of any deployment tagged {TAG} (the catalog's: {', '.join(s.name for s in CATALOG)})"
+        f"a run of any deployment tagged {TAG} (the catalog's: {', '.join(s.name for s in ALL_DEPLOYMENTS)})"
         if deployments is None
         else f"a run of {', '.join(deployments)}"
     )
@@ -284,6 +352,8 @@ class AlertSetup:
     blocks: list[str]
     deployments: list[str]
     nightly_within: timedelta | None  # None: no nightly watch
+    lost: Upserted | None = None
+    lost_after: timedelta | None = None  # None: lost runs are not marked Crashed
 
 
 def _same(existing: Automation, wanted: AutomationCore) -> bool:
@@ -319,6 +389,7 @@ async def setup_alerts(
     *,
     deployments: Sequence[str] | None = None,
     nightly_within: timedelta | None = NIGHTLY_WITHIN,
+    lost_after: timedelta | None = LOST_AFTER,
     client: PrefectClient | None = None,
 ) -> AlertSetup:
     """Save one notification block per target (overwriting) and create or update the automations so
@@ -330,12 +401,18 @@ async def setup_alerts(
         raise ValueError("give at least one notification target (webhook, Slack or Teams URL)")
     if nightly_within is not None and nightly_within < MIN_PROACTIVE_WITHIN:
         raise ValueError(f"the nightly window must be at least {MIN_PROACTIVE_WITHIN.seconds} s (Prefect)")
+    if lost_after is not None and lost_after < MIN_PROACTIVE_WITHIN:
+        raise ValueError(f"the lost-run window must be at least {MIN_PROACTIVE_WITHIN.seconds} s (Prefect)")
     if client is None:
         async with get_client() as own:
             return await setup_alerts(
-                targets, deployments=deployments, nightly_within=nightly_within, client=own
+                targets,
+                deployments=deployments,
+                nightly_within=nightly_within,
+                lost_after=lost_after,
+                client=own,
             )
-    names = list(deployments) if deployments is not None else [spec.name for spec in CATALOG]
+    names = list(deployments) if deployments is not None else [spec.name for spec in ALL_DEPLOYMENTS]
     if NIGHTLY_DEPLOYMENT not in names:
         nightly_within = None
     block_ids = []
@@ -351,4 +428,10 @@ async def setup_alerts(
         nightly = await _remove(client, NIGHTLY_AUTOMATION_NAME)
     else:
         nightly = await _upsert(client, nightly_automation(block_ids, nightly_within, where=where))
-    return AlertSetup(failures, nightly, [k.block_name for k in targets], names, nightly_within)
+    if lost_after is None:
+        lost = await _remove(client, LOST_AUTOMATION_NAME)
+    else:
+        lost = await _upsert(client, lost_run_automation(lost_after))
+    return AlertSetup(
+        failures, nightly, [k.block_name for k in targets], names, nightly_within, lost, lost_after
+    )

@@ -23,7 +23,17 @@ if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
     from prefect.schedules import Schedule
 
-__all__ = ["CATALOG", "DEFAULT_PLAN", "TAG", "TIMEZONE", "DeploymentSpec", "by_name", "plan_parameters"]
+__all__ = [
+    "ALL_DEPLOYMENTS",
+    "CATALOG",
+    "DEFAULT_PLAN",
+    "ESTATE_CATALOG",
+    "TAG",
+    "TIMEZONE",
+    "DeploymentSpec",
+    "by_name",
+    "plan_parameters",
+]
 
 TAG = "vbs-backup"  # on every deployment, so the UI can filter the product's deployments
 
@@ -165,12 +175,43 @@ CATALOG: tuple[DeploymentSpec, ...] = (
     ),
 )
 
+# The estate's deployments (flows/estate.py): work-pool only, in prefect.yaml after the catalog's, never
+# served by `vbs-backup serve` (the parent starts its children through the work pool, one per target).
+ESTATE_CATALOG: tuple[DeploymentSpec, ...] = (
+    DeploymentSpec(
+        name="estate-nightly",
+        entrypoint="flows/estate.py:estate_nightly",
+        description="Every night at 02:00 (Europe/Paris): back up every target of the estate file, one "
+        "estate-target run per target on the work pool; fails (and alerts) naming each target that "
+        "failed, crashed or timed out.",
+        parameters={"estate": "estate.yaml"},
+        cron="0 2 * * *",
+        concurrency_limit=1,
+    ),
+    DeploymentSpec(
+        name="estate-target",
+        entrypoint="flows/estate.py:estate_target",
+        description="Started by estate-nightly: back up one target of the estate (its plans, with its "
+        "credentials block, within its account's shared API budget).",
+    ),
+    DeploymentSpec(
+        name="estate-watchdog",
+        entrypoint="flows/estate_watchdog.py:estate_watchdog",
+        description="Hourly: fail (and so alert) naming each target's problems when a disk of the estate has "
+        "no good backup within the RPO, or a target's plan did not run.",
+        parameters={"estate": "estate.yaml", "rpo_hours": 26},
+        cron="30 * * * *",
+        concurrency_limit=1,
+    ),
+)
+ALL_DEPLOYMENTS = CATALOG + ESTATE_CATALOG
+
 
 def by_name(name: str) -> DeploymentSpec:
-    for spec in CATALOG:
+    for spec in ALL_DEPLOYMENTS:
         if spec.name == name:
             return spec
-    raise KeyError(f"no deployment named {name!r}; known: {', '.join(s.name for s in CATALOG)}")
+    raise KeyError(f"no deployment named {name!r}; known: {', '.join(s.name for s in ALL_DEPLOYMENTS)}")
 
 
 def plan_parameters(plan: BackupPlan) -> dict[str, Any]:

@@ -20,12 +20,15 @@ from vbs_backup.tasks.runtime import run_clock
 
 __all__ = [
     "drill_run_name",
+    "estate_run_name",
+    "estate_watchdog_run_name",
     "nightly_run_name",
     "policy_audit_run_name",
     "restore_run_name",
     "retention_run_name",
     "server_run_name",
     "share_run_name",
+    "target_run_name",
     "watchdog_run_name",
 ]
 
@@ -92,6 +95,45 @@ retention_run_name = _safe(
 )
 drill_run_name = _safe(lambda: f"drill {_today()}{_plan_suffix()}", "drill")
 share_run_name = _safe(lambda: f"share {_today()}{_plan_suffix()}", "share")
+# `estate 2026-11-30` (UTC: targets may be in several zones), `estate 2026-11-30 (db-eu, web-eu)` for some.
+estate_run_name = _safe(
+    lambda: (
+        f"estate {run_clock().now().date().isoformat()}"
+        + (f" ({', '.join(_parameters()['targets'])})" if _parameters().get("targets") else "")
+    ),
+    "estate",
+)
+
+
+# `estate watchdog 2026-11-30 03:30 UTC`, `... (alpha, beta)` when only some targets are watched.
+estate_watchdog_run_name = _safe(
+    lambda: (
+        f"estate watchdog {run_clock().now().astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        + (
+            f" ({', '.join(str(t) for t in _parameters()['targets'])})"
+            if _parameters().get("targets")
+            else ""
+        )
+    ),
+    "estate watchdog",
+)
+
+
+def _target() -> str:
+    target = _parameters().get("target") or {}
+    get = target.get if isinstance(target, Mapping) else lambda key: getattr(target, key, None)
+    plans = get("plans") or []
+    first = plans[0] if plans else {}
+    zone = (
+        first.get("schedule_timezone")
+        if isinstance(first, Mapping)
+        else getattr(first, "schedule_timezone", None)
+    )
+    return f"{get('name')} {run_clock().now().astimezone(ZoneInfo(str(zone or 'UTC'))).date().isoformat()}"
+
+
+# `hwc-prod 2026-11-30`: the target and its night (in its first plan's zone).
+target_run_name = _safe(_target, "target")
 policy_audit_run_name = _safe(lambda: f"policy audit {_today()}", "policy audit")
 # `watchdog nightly 2026-11-30 03:30 CET`: the plan watched and when (it runs hourly).
 watchdog_run_name = _safe(

@@ -21,10 +21,12 @@ from sqlmodel import Session
 from vbs_backup.backup.submit import DiskOutcome
 from vbs_backup.backup.targets import ServerTarget
 from vbs_backup.cloud.models.backups import Backup
+from vbs_backup.cloud.ratelimit import RequestBudget
 from vbs_backup.flows.params import Credentials
 from vbs_backup.ledger import RunStatus, finish_run
 from vbs_backup.plan import BackupPlan
 from vbs_backup.retention.prune import PruneResult
+from vbs_backup.settings import Settings
 from vbs_backup.tasks.backup import ServerWave, back_up_disk, confirm, outcome_of, reconcile
 from vbs_backup.tasks.discovery import discover_servers
 from vbs_backup.tasks.progress import RunProgress
@@ -87,13 +89,16 @@ async def run_plan(
     *,
     flow_name: str,
     back_up_disks: bool = True,
-    credentials: Credentials = None,
+    credentials: Credentials | Settings = None,
     one_server: str | None = None,
+    target: str | None = None,
+    budget: RequestBudget | None = None,
 ) -> State:
     """Run one plan end to end and return the flow's final state. `one_server`: the server name or id a
-    person typed (backup-server), which must name exactly one server."""
+    person typed (backup-server), which must name exactly one server. `target` and `budget`: the estate
+    target this plan runs for and its account's shared API budget (flows/estate.py)."""
     logger = get_run_logger()
-    async with open_run(plan, credentials=credentials) as ctx:
+    async with open_run(plan, credentials=credentials, target=target, budget=budget) as ctx:
         # an expected failure: raised, run Failed
         servers = unwrap(await discover_servers(ctx, one_server))
         disks = [d for s in servers for d in s.disks]

@@ -51,7 +51,12 @@ async def reconcile(ctx: RunContext, listed: dict[str, list[Backup]]) -> list[Se
     """Settle what earlier runs of the plan left open (dead runs, jobs past their deadline), from what the
     cloud lists, before this run creates anything."""
     settled = await reconcile_attempts(
-        client=ctx.client, engine=ctx.engine, plan_name=ctx.plan.name, run_id=ctx.run_id, listed=listed
+        client=ctx.client,
+        engine=ctx.engine,
+        plan_name=ctx.plan.name,
+        run_id=ctx.run_id,
+        listed=listed,
+        target=ctx.target,
     )
     for s in settled:
         get_run_logger().info("earlier attempt %s on %s: %s -> %s", s.attempt_id, s.volume_id, s.was, s.now)

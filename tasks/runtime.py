@@ -28,9 +28,10 @@ from vbs_backup.backup.waiter import JobWaiter
 from vbs_backup.clock import SYSTEM_CLOCK, Clock
 from vbs_backup.cloud import CloudClient
 from vbs_backup.cloud.errors import ApiError, ConfigurationError, TransportError
+from vbs_backup.cloud.ratelimit import RequestBudget
 from vbs_backup.connection import connect
 from vbs_backup.ledger import RunStatus, beat, finish_run, init_db, make_engine, start_run
-from vbs_backup.plan import BackupPlan, PlanError
+from vbs_backup.plan import BackupPlan, InputError
 from vbs_backup.settings import ConfigError, Settings
 from vbs_backup.tasks.credentials import VbsCredentials, settings_from_block
 from vbs_backup.tasks.progress import RunProgress
@@ -86,14 +87,18 @@ class RunContext:
     job_slots_lock: asyncio.Lock  # a server takes its disks' job slots at once, under this lock
     clock: Clock = field(default_factory=run_clock)
     progress: RunProgress | None = None  # disks submitted and done, for the operator (tasks.progress)
+    target: str | None = None  # the estate target the run works for (None: a run outside an estate)
 
 
-def load_settings(credentials: VbsCredentials | str | None = None) -> Settings:
+def load_settings(credentials: VbsCredentials | Settings | str | None = None) -> Settings:
     """Settings for one flow run: the `VBS_BACKUP_` environment (never a `.env` file from the directory
     the run happens to start in), or (when the run has one: its `credentials` parameter) a credentials
     block, whose connection owes nothing to the environment. A block comes loaded (Prefect resolves the
     parameter's reference when the run starts); a programmatic caller may name a saved one instead, and a
-    name that no block has is a ConfigError with one line. A blank name is no block."""
+    name that no block has is a ConfigError with one line. A blank name is no block. Settings already
+    read and checked (an estate's target: tasks/estate.py) are used as they are."""
+    if isinstance(credentials, Settings):
+        return credentials
     if isinstance(credentials, VbsCredentials):
         return credentials.settings()
     if credentials is None or not credentials.strip():
@@ -109,10 +114,11 @@ class InputRefused(RunRefused):
     """A `Refusal` of the run's input (see `INPUT_FAILURES`), raised again in the flow's body."""
 
 
-# Failures of what the person starting the run typed (a plan that does not validate, a server that does not
-# exist): a manual run that meets one ends in a Failed state named InvalidInput, which the alert automation
-# does not page on (flows/failures.py). A scheduled run's plan is configuration, not a typo: it pages.
-INPUT_FAILURES: tuple[type[Exception], ...] = (PlanError, SelectionError, InputRefused)
+# Failures of what the person starting the run typed (a plan or an estate that does not validate, a server
+# that does not exist): a manual run that meets one ends in a Failed state named InvalidInput, which the
+# alert automation does not page on (flows/failures.py). A scheduled run's plan is configuration, not a
+# typo: it pages.
+INPUT_FAILURES: tuple[type[Exception], ...] = (InputError, SelectionError, InputRefused)
 
 
 # Failures of the input or the surroundings, not of the code: settings, plan or selection that are wrong,
@@ -122,7 +128,7 @@ INPUT_FAILURES: tuple[type[Exception], ...] = (PlanError, SelectionError, InputR
 # `InvalidResponseError`, is deliberately not here.)
 EXPECTED_FAILURES: tuple[type[Exception], ...] = (
     ConfigError,
-    PlanError,
+    InputError,  # a plan's or an estate's
     SelectionError,
     ConfigurationError,
     ApiError,
@@ -193,19 +199,24 @@ class CloudContext:
     client: CloudClient
     engine: Engine
     clock: Clock
+    project_id: str | None = None  # the project the client works in
 
 
 @asynccontextmanager
-async def open_cloud(credentials: VbsCredentials | str | None = None) -> AsyncIterator[CloudContext]:
+async def open_cloud(
+    credentials: VbsCredentials | Settings | str | None = None, *, budget: RequestBudget | None = None
+) -> AsyncIterator[CloudContext]:
     """Connect to the cloud and open the ledger for one flow run; the client is closed on the way out.
-    Settings that do not validate are a ConfigError naming the fields (an expected failure)."""
+    Settings that do not validate are a ConfigError naming the fields (an expected failure). `budget`: the
+    account's API budget shared with other processes (an estate's target: tasks/budget.py), taken once per
+    request on top of the client's own rate limit."""
     try:
         settings = load_settings(credentials)
     except ValidationError as exc:
         raise ConfigError(_settings_problem(exc)) from None
-    client = connect(settings)
+    client = connect(settings, shared_budget=budget)
     try:
-        yield CloudContext(client, ledger_engine(settings), run_clock())
+        yield CloudContext(client, ledger_engine(settings), run_clock(), settings.project_id)
     finally:
         await client.close()
 
@@ -229,14 +240,20 @@ def trigger() -> str:
 
 @asynccontextmanager
 async def open_run(
-    plan: BackupPlan, *, credentials: VbsCredentials | str | None = None
+    plan: BackupPlan,
+    *,
+    credentials: VbsCredentials | Settings | str | None = None,
+    target: str | None = None,
+    budget: RequestBudget | None = None,
 ) -> AsyncIterator[RunContext]:
     """Connect, open the ledger and record the run's start; close everything on the way out. The run row
     is finished by the flow (it knows the outcome); a run that an expected failure (`EXPECTED_FAILURES`)
-    ends here is marked failed with its one-line message, one that dies of anything else crashed."""
+    ends here is marked failed with its one-line message, one that dies of anything else crashed.
+    `target`: the estate target the run works for (its row says so: reports and the watchdog filter by
+    it); `budget`: see `open_cloud`."""
     _widen_thread_pool()
     _quiet_returned_failures()
-    async with open_cloud(credentials) as cloud:
+    async with open_cloud(credentials, budget=budget) as cloud:
         clock, engine = cloud.clock, cloud.engine
         with Session(engine) as session:
             run = start_run(
@@ -245,6 +262,8 @@ async def open_run(
                 trigger=trigger(),
                 flow_run_id=str(runtime.flow_run.id) if runtime.flow_run.id else None,
                 deployment=runtime.deployment.name,
+                target=target,
+                project_id=cloud.project_id,
             )
             run_id = run.id
         assert run_id is not None
@@ -264,6 +283,7 @@ async def open_run(
             submitting=asyncio.Semaphore(SERVERS_SUBMITTING_AT_ONCE),
             job_slots_lock=asyncio.Lock(),
             clock=clock,
+            target=target,
         )
         heart = asyncio.create_task(_heartbeat(engine, run_id), name="vbs-run-heartbeat")
         try:

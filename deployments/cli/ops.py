@@ -251,10 +251,19 @@ def alerts_setup(
             "(checked by the Prefect server: it reports a stopped `serve`); 0: no such alert.",
         ),
     ] = 26,
+    lost_after_minutes: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Mark Crashed (and so alert on) a run whose heartbeats stopped this long: its worker or "
+            "machine died. Keep it above three PREFECT_FLOWS_HEARTBEAT_FREQUENCY (180 s); 0: off.",
+        ),
+    ] = 10,
 ) -> None:
     """Create or update the automations that notify these targets: a run that ends Failed, Crashed or
-    TimedOut, and no Completed nightly-backup run for --nightly-within-hours. Run it again to change the
-    targets: it replaces them (an unchanged automation is left alone)."""
+    TimedOut, and no Completed nightly-backup run for --nightly-within-hours; and the one that marks
+    Crashed a run whose heartbeats stopped for --lost-after-minutes. Run it again to change the targets:
+    it replaces them (an unchanged automation is left alone)."""
     import asyncio
     from datetime import timedelta
 
@@ -272,11 +281,19 @@ def alerts_setup(
             "--nightly-within-hours must be 0 (off) or at least 10 seconds (Prefect's minimum)", err=True
         )
         raise typer.Exit(2)
+    lost_after = timedelta(minutes=lost_after_minutes) if lost_after_minutes else None
+    if lost_after is not None and lost_after < timedelta(seconds=10):
+        typer.echo(
+            "--lost-after-minutes must be 0 (off) or at least 10 seconds (Prefect's minimum)", err=True
+        )
+        raise typer.Exit(2)
     _require_api()
     from vbs_backup.deployments.alerts import NIGHTLY_DEPLOYMENT, Notifier, duration_text, setup_alerts
 
     targets = {Notifier(kind): url for kind, url in given.items() if url}
-    result = asyncio.run(setup_alerts(targets, deployments=deployment or None, nightly_within=within))
+    result = asyncio.run(
+        setup_alerts(targets, deployments=deployment or None, nightly_within=within, lost_after=lost_after)
+    )
     # Only hosts: webhook URLs carry their token in the path.
     where = ", ".join(f"{kind} ({urlsplit(url).hostname})" for kind, url in given.items() if url)
     failures, nightly = result.failures, result.nightly
@@ -292,6 +309,14 @@ def alerts_setup(
         )
     elif nightly.outcome == "deleted":
         typer.echo(f"automation deleted {nightly.name!r}: no watch on {NIGHTLY_DEPLOYMENT} runs")
+    lost = result.lost
+    if lost is not None and result.lost_after is not None:
+        typer.echo(
+            f"automation {lost.outcome} ({lost.automation_id}) {lost.name!r}: a run without a heartbeat for "
+            f"{duration_text(result.lost_after)} is marked Crashed (and so notifies)"
+        )
+    elif lost is not None and lost.outcome == "deleted":
+        typer.echo(f"automation deleted {lost.name!r}: lost runs are not marked Crashed")
 
 
 # `alerts listen` is a local tool, but anyone who can reach its port can POST to it: what it prints must

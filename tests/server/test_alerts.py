@@ -21,7 +21,7 @@ import pytest
 from prefect.settings import PREFECT_UI_URL, temporary_settings
 
 from vbs_backup.deployments.alerts import AUTOMATION_NAME, FAILURE_EVENTS, NIGHTLY_AUTOMATION_NAME
-from vbs_backup.deployments.catalog import CATALOG
+from vbs_backup.deployments.catalog import ALL_DEPLOYMENTS
 from vbs_backup.flows.hooks import email_on_failure
 
 from .conftest import DB_01_DATA, SERVED_PLAN, clean_env, state_time, vbs_backup_command, wait_until
@@ -89,7 +89,7 @@ def test_alerts_setup_is_idempotent_and_keeps_the_webhook_url_secret(prefect_ser
         "prefect.resource.role": "tag",
         "prefect.resource.id": "prefect.tag.vbs-backup",
     }
-    assert all(spec.name in automation["description"] for spec in CATALOG)
+    assert all(spec.name in automation["description"] for spec in ALL_DEPLOYMENTS)
     assert "InvalidInput" in automation["description"] and TOKEN not in automation["description"]
     assert [a["type"] for a in automation["actions"]] == ["send-notification"]
     block = prefect_server.api.get(f"/block_documents/{automation['actions'][0]['block_document_id']}")

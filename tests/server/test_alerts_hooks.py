@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vbs_backup.deployments.alerts import INVALID_INPUT, NIGHTLY_DEPLOYMENT, duration_text, nightly_trigger
-from vbs_backup.deployments.catalog import CATALOG
+from vbs_backup.deployments.catalog import ALL_DEPLOYMENTS
 from vbs_backup.flows import hooks
 from vbs_backup.flows.hooks import email_on_failure, failure_hooks
 from vbs_backup.notify import render_failure
@@ -24,10 +24,10 @@ from .conftest import REPO, clean_env
 
 CHECK_HOOKS = """
 import json
-from vbs_backup.deployments.catalog import CATALOG
+from vbs_backup.deployments.catalog import ALL_DEPLOYMENTS
 print(json.dumps({
     spec.name: [[h.__name__ for h in flow.on_failure_hooks], [h.__name__ for h in flow.on_crashed_hooks]]
-    for spec in CATALOG
+    for spec in ALL_DEPLOYMENTS
     for flow in [spec.load_flow()]
 }))
 """
@@ -55,7 +55,7 @@ def test_the_flows_carry_the_email_hook_only_where_smtp_is_configured():
         "on_crashed": [email_on_failure],
     }
     without = hooks_of_the_flows()
-    assert set(without) == {spec.name for spec in CATALOG}
+    assert set(without) == {spec.name for spec in ALL_DEPLOYMENTS}
     assert all(hooks == [[], []] for hooks in without.values()), without
     with_smtp = hooks_of_the_flows(VBS_BACKUP_SMTP_HOST="mail.example", VBS_BACKUP_SMTP_TO="ops@example.com")
     assert all(hooks == [["email_on_failure"], ["email_on_failure"]] for hooks in with_smtp.values()), (
@@ -65,8 +65,8 @@ def test_the_flows_carry_the_email_hook_only_where_smtp_is_configured():
 
 def test_every_catalog_deployment_is_named_after_its_flow():
     # The e-mail hook names the deployment after the flow (no API call on the failure path).
-    assert all(spec.load_flow().name == spec.name for spec in CATALOG)
-    assert NIGHTLY_DEPLOYMENT in {spec.name for spec in CATALOG}
+    assert all(spec.load_flow().name == spec.name for spec in ALL_DEPLOYMENTS)
+    assert NIGHTLY_DEPLOYMENT in {spec.name for spec in ALL_DEPLOYMENTS}
 
 
 def test_the_input_error_state_name_is_the_one_the_flows_use():

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from sqlmodel import Session, select
 
-from vbs_backup.deployments.catalog import CATALOG, DEFAULT_PLAN, TAG
+from vbs_backup.deployments.catalog import ALL_DEPLOYMENTS, CATALOG, DEFAULT_PLAN, TAG
 from vbs_backup.flows.server import SERVER_REF
 from vbs_backup.ledger import DiskBackup, Run, make_engine
 from vbs_backup.plan import BackupPlan
@@ -24,8 +24,8 @@ server = pytest.mark.server
 def test_prefect_yaml_and_the_catalog_describe_the_same_deployments():
     config = yaml.safe_load(Path(REPO / "prefect.yaml").read_text())
     in_yaml = {d["name"]: d for d in config["deployments"]}
-    assert list(in_yaml) == [spec.name for spec in CATALOG]
-    for spec in CATALOG:
+    assert list(in_yaml) == [spec.name for spec in ALL_DEPLOYMENTS]
+    for spec in ALL_DEPLOYMENTS:
         entry = in_yaml[spec.name]
         assert entry["entrypoint"] == spec.entrypoint
         assert entry["description"] == spec.description

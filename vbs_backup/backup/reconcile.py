@@ -57,13 +57,14 @@ class Settled:
 
 
 def open_attempts(
-    engine: Engine, *, plan_name: str, run_id: int, volume_ids: Sequence[str]
+    engine: Engine, *, plan_name: str, run_id: int, volume_ids: Sequence[str], target: str | None = None
 ) -> list[DiskBackup]:
-    """Mark dead runs of the plan, then list the attempts to settle (not those of live runs)."""
+    """Mark dead runs of the plan (of `target` only, in an estate: another target's plan of the same name
+    is another plan), then list the attempts to settle (not those of live runs)."""
     with Session(engine) as session:
-        for run in mark_abandoned_runs(session=session, plan_name=plan_name):
+        for run in mark_abandoned_runs(session=session, plan_name=plan_name, target=target):
             log.warning("run %s of plan %s %s", run.id, plan_name, run.message)
-        alive = live_run_ids(session=session, plan_name=plan_name) | {run_id}
+        alive = live_run_ids(session=session, plan_name=plan_name, target=target) | {run_id}
         return unreconciled_attempts(
             session=session, plan_name=plan_name, volume_ids=volume_ids, exclude_run_ids=alive
         )
@@ -76,10 +77,14 @@ async def reconcile_attempts(
     plan_name: str,
     run_id: int,
     listed: Mapping[str, Sequence[Backup]],
+    target: str | None = None,
 ) -> list[Settled]:
     """Settle the plan's open attempts on the listed disks (see the module text); returns what changed."""
     settled = []
-    for row in open_attempts(engine, plan_name=plan_name, run_id=run_id, volume_ids=list(listed)):
+    volume_ids = list(listed)
+    for row in open_attempts(
+        engine, plan_name=plan_name, run_id=run_id, volume_ids=volume_ids, target=target
+    ):
         change = await _settle(client, engine, row, listed.get(row.volume_id, []))
         if change is not None:
             assert row.id is not None
