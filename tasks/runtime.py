@@ -222,7 +222,7 @@ async def open_cloud(
 
 
 def ledger_engine(settings: Settings) -> Engine:
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
     init_db(engine)
     return engine
 

@@ -203,6 +203,15 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the ledger: sqlite:///path or postgresql://user:pass@host/db. "
         "Default: ledger.sqlite in the user data directory.",
     )
+    database_pool_size: int = Field(
+        default=24,
+        ge=1,
+        le=200,
+        title="Ledger connections",
+        description="PostgreSQL connections one run keeps open to the ledger (a third more in a burst): one "
+        "per thread a run writes from. Lower it when many runs share one PostgreSQL server (an estate over "
+        "workers: runs x connections must stay under its max_connections).",
+    )
     request_timeout: float = Field(
         default=30.0, gt=0, title="Request timeout", description="Seconds per HTTP request."
     )

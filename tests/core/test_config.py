@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from tests.environment import without_machine_settings
 from vbs_backup.cloud.endpoints import CloudName
+from vbs_backup.ledger import make_engine
 from vbs_backup.plan import BackupPlan, PlanError, RetentionRules, ServerSelection, load_plan, validate_plan
 from vbs_backup.settings import ConfigError, Settings, redact_url
 
@@ -65,6 +66,7 @@ def test_settings_read_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VBS_BACKUP_DATABASE_URL", "postgresql://vbs:pw@db.example/ledger")
     monkeypatch.setenv("VBS_BACKUP_REQUEST_TIMEOUT", "5.5")
     monkeypatch.setenv("VBS_BACKUP_MAX_REQUESTS_PER_SECOND", "2")
+    monkeypatch.setenv("VBS_BACKUP_DATABASE_POOL_SIZE", "6")
     settings = Settings()
     assert settings.cloud is CloudName.otc
     assert settings.region == "eu-de"
@@ -75,6 +77,10 @@ def test_settings_read_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.database_url == "postgresql://vbs:pw@db.example/ledger"
     assert settings.request_timeout == 5.5
     assert settings.max_requests_per_second == 2
+    assert settings.database_pool_size == 6
+    # What a run's ledger engine keeps open on PostgreSQL: that many, a third more in a burst.
+    pool = make_engine(settings.database_url, pool_size=settings.database_pool_size).pool
+    assert (pool.size(), pool._max_overflow) == (6, 2)  # type: ignore[attr-defined]
 
 
 def test_settings_read_dotenv_file(clean_env: Path) -> None:
@@ -113,6 +119,7 @@ def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None
         ("VBS_BACKUP_REGION", "EU West", "region"),
         ("VBS_BACKUP_REQUEST_TIMEOUT", "0", "request_timeout"),
         ("VBS_BACKUP_MAX_REQUESTS_PER_SECOND", "-1", "max_requests_per_second"),
+        ("VBS_BACKUP_DATABASE_POOL_SIZE", "0", "database_pool_size"),
         ("VBS_BACKUP_DATABASE_URL", "ledger.sqlite", "database_url"),
     ],
 )

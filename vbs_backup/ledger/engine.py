@@ -79,12 +79,14 @@ def _is_sqlite_memory(url: URL) -> bool:
 
 
 # Connections to a PostgreSQL ledger: one per thread a run writes from (tasks.runtime.IO_THREADS), plus a
-# few for the heartbeat and reads; SQLAlchemy's default (5 + 10) made writers wait for a connection.
+# few for the heartbeat and reads; SQLAlchemy's default (5 + 10) made writers wait for a connection. A run
+# may keep fewer (Settings.database_pool_size): its writers then wait for one in turn.
 POOL_SIZE = 24
-POOL_OVERFLOW = 8
 
 
-def make_engine(url: str, *, echo: bool = False, connect_timeout: int = 10) -> Engine:
+def make_engine(
+    url: str, *, echo: bool = False, connect_timeout: int = 10, pool_size: int = POOL_SIZE
+) -> Engine:
     """An engine for the ledger at ``url``.
 
     SQLite: the file's parent directory is created; connections may cross threads, use WAL (readers do
@@ -92,7 +94,8 @@ def make_engine(url: str, *, echo: bool = False, connect_timeout: int = 10) -> E
     by every session of the engine. PostgreSQL: ``postgresql://`` is mapped to the psycopg 3 driver,
     connections are checked before use, so a restarted server does not fail the next run, and opening one
     gives up after ``connect_timeout`` seconds (libpq waits for ever by default: an unreachable or silent
-    database host would hang the run); a ``connect_timeout`` in the URL's query wins.
+    database host would hang the run); a ``connect_timeout`` in the URL's query wins; it keeps
+    ``pool_size`` connections open, and a third more in a burst.
     """
     parsed = normalize_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
@@ -108,7 +111,7 @@ def make_engine(url: str, *, echo: bool = False, connect_timeout: int = 10) -> E
         return engine
     if parsed.get_backend_name() == "postgresql":
         kwargs["pool_pre_ping"] = True
-        kwargs["pool_size"], kwargs["max_overflow"] = POOL_SIZE, POOL_OVERFLOW
+        kwargs["pool_size"], kwargs["max_overflow"] = pool_size, max(1, pool_size // 3)
         if "connect_timeout" not in parsed.query:
             kwargs["connect_args"] = {"connect_timeout": connect_timeout}
     return create_engine(parsed, **kwargs)
