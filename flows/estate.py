@@ -20,6 +20,7 @@ started: a backup's identity is its plan, volume and slot, which the cloud carri
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Annotated
 
@@ -29,11 +30,12 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments.flow_runs import arun_deployment
 from prefect.states import Cancelling, Completed, Failed, State
 from pydantic import Field
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from vbs_backup.clock import poll_until
 from vbs_backup.estate import Estate, Target, UnknownTargetError, load_estate
-from vbs_backup.estate_summary import TargetResult, estate_line, render, target_disks
+from vbs_backup.estate_summary import TargetDisks, TargetResult, estate_line, render, target_disks
 from vbs_backup.flows.failures import failing_cleanly
 from vbs_backup.flows.hooks import ON_FAILURE
 from vbs_backup.flows.names import estate_run_name, target_run_name
@@ -140,27 +142,7 @@ async def _estate_nightly(path: str, names: list[str], timeout_minutes: float) -
     logger.info("estate %s: %d target(s): %s", estate.name, len(chosen), ", ".join(t.name for t in chosen))
     started = {target.name: await _start(estate, target) for target in chosen}
     finals, late = await _wait(started, timeout_minutes * 60)
-    engine = ledger_engine(Settings.from_environment())
-    results = []
-    with Session(engine) as session:
-        for target in chosen:
-            run = finals[target.name]
-            timed_out = target.name in late
-            results.append(
-                TargetResult(
-                    target=target.name,
-                    state="TimedOut" if timed_out else _state_name(run),
-                    ok=not timed_out and run.state is not None and run.state.is_completed(),
-                    message=f"not finished after {timeout_minutes:g} min: cancelled"
-                    if timed_out
-                    else (run.state.message or "")
-                    if run.state is not None
-                    else "",
-                    flow_run_id=str(run.id),
-                    disks=target_disks(session, str(run.id)),
-                )
-            )
-    engine.dispose()
+    results = await asyncio.to_thread(_results, chosen, finals, late, timeout_minutes)
     message = estate_line(estate.name, results)
     await acreate_markdown_artifact(
         key=SUMMARY_KEY,
@@ -174,17 +156,46 @@ async def _estate_nightly(path: str, names: list[str], timeout_minutes: float) -
     return Failed(message=message)
 
 
+def _results(
+    chosen: Sequence[Target], finals: dict[str, FlowRun], late: set[str], timeout_minutes: float
+) -> list[TargetResult]:
+    """Each target's child as it ended, with what it did to its disks (from the ledger all children write
+    to; a ledger that cannot be read leaves the disks out, never the targets' states)."""
+    try:
+        engine = ledger_engine(Settings.from_environment())
+        with Session(engine) as session:
+            disks = {name: target_disks(session, str(run.id)) for name, run in finals.items()}
+        engine.dispose()
+    except SQLAlchemyError as exc:
+        get_run_logger().error("cannot read the ledger for the summary's disks: %s", failure_line(exc))
+        disks = {}
+    results = []
+    for target in chosen:
+        run = finals[target.name]
+        if target.name in late:
+            state, message = "TimedOut", f"not finished after {timeout_minutes:g} min: cancelled"
+        else:
+            state, message = _state_name(run), (run.state.message or "") if run.state is not None else ""
+        ok = target.name not in late and run.state is not None and run.state.is_completed()
+        results.append(
+            TargetResult(target.name, state, ok, message, str(run.id), disks.get(target.name, TargetDisks()))
+        )
+    return results
+
+
 async def _start(estate: Estate, target: Target) -> FlowRun:
     """Start the target's child run (returns at once). The idempotency key makes a retried parent find
     the child it already started instead of starting a second one."""
     parent = runtime.flow_run.id
-    return await arun_deployment(
+    run = await arun_deployment(
         TARGET_DEPLOYMENT,
         parameters={"target": target.model_dump(mode="json"), "estate": estate.name},
         timeout=0,
         tags=[f"target:{target.name}", f"account:{target.account}"],
         idempotency_key=f"{parent}:{target.name}" if parent else None,
     )
+    get_run_logger().info("target %s: started %s (%s)", target.name, run.name, run.id)
+    return run
 
 
 async def _wait(started: dict[str, FlowRun], timeout: float) -> tuple[dict[str, FlowRun], set[str]]:
