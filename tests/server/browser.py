@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from .conftest import ARTIFACTS, REPO
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -26,6 +28,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TIMEOUT_MS = 30_000
+README_SHOTS = REPO / "docs" / "screenshots"
 VIEWPORT = {"width": 1400, "height": 900}
 
 
@@ -133,3 +136,13 @@ def quick_run(page: Any, ui_url: str, deployment: str) -> str:
             if attempt == 2:
                 raise
     return view_new_run(page, submit=None)
+
+
+def screenshot(page: Any, name: str, *, readme: bool = False) -> None:
+    """The whole page into test-artifacts/`name`; with `readme`, also into docs/screenshots/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    if readme:
+        README_SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, README_SHOTS / name)

@@ -12,7 +12,6 @@ view) are also written to docs/screenshots/, so that every run of this test refr
 from __future__ import annotations
 
 import asyncio
-import shutil
 from typing import Any
 
 import pytest
@@ -23,24 +22,14 @@ from vbs_backup.flows.failures import INVALID_INPUT
 from vbs_backup.ledger import DiskBackup, Run, make_engine
 from vbs_backup.settings import Settings
 
-from .browser import form_field, open_block_selector, open_custom_run, quick_run, view_new_run
-from .conftest import ARTIFACTS, DB_01_DATA, REPO, register_block
+from .browser import form_field, open_block_selector, open_custom_run, quick_run, screenshot, view_new_run
+from .conftest import DB_01_DATA, register_block
 
 pytestmark = pytest.mark.server
 
-README_SHOTS = REPO / "docs" / "screenshots"
 BLOCK = "vbs-ui"
 REASON = "CreateBackup Task-fail: fsp cinder return backup status is error."
 RUN_TIMEOUT_MS = 120_000
-
-
-def screenshot(page: Any, name: str, *, readme: bool = False) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True)
-    if readme:
-        README_SHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, README_SHOTS / name)
 
 
 def delete_backups_of(cloud: Any, volume_id: str) -> None:
