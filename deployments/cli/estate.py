@@ -67,14 +67,14 @@ def limits(
     if not rate > 0:
         typer.echo("--rate must be a positive number of requests per second", err=True)
         raise typer.Exit(2)
-    from vbs_backup.deployments.cli.running import prefect_defaults
+    from vbs_backup.deployments.cli.running import require_api
 
-    prefect_defaults()
+    url = require_api()  # not a throwaway server that no worker sees
     import asyncio
 
     from vbs_backup.tasks.budget import default_burst
 
-    asyncio.run(_apply_limits(estate, rate, burst or default_burst(rate), dry_run))
+    asyncio.run(_apply_limits(estate, url, rate, burst or default_burst(rate), dry_run))
 
 
 def _load(estate_file: Path) -> Estate:
@@ -87,22 +87,12 @@ def _load(estate_file: Path) -> Estate:
         raise typer.Exit(2) from None
 
 
-async def _apply_limits(estate: Estate, rate: float, burst: int, dry_run: bool) -> None:
+async def _apply_limits(estate: Estate, url: str, rate: float, burst: int, dry_run: bool) -> None:
     import httpx
     from prefect.client.orchestration import get_client
-    from prefect.settings import get_current_settings
 
     from vbs_backup.tasks.budget import apply_account_limit
 
-    url = get_current_settings().api.url
-    if not url:
-        # Without one, Prefect would start a throwaway server that no worker sees.
-        typer.echo(
-            "No Prefect server configured: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) or "
-            "`prefect config set PREFECT_API_URL=...`.",
-            err=True,
-        )
-        raise typer.Exit(2)
     accounts: dict[str, list[str]] = {}
     for target in estate.targets:
         accounts.setdefault(target.account, []).append(target.name)

@@ -20,29 +20,12 @@ from urllib.parse import urlsplit
 
 import typer
 
-from vbs_backup.deployments.cli.running import prefect_defaults
+from vbs_backup.deployments.cli.running import require_api
 
 __all__ = ["alerts_app", "blocks_app", "serve"]
 
 blocks_app = typer.Typer(help="Prefect blocks: saved cloud credentials.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alerts on failed or missing runs (Prefect automations).", no_args_is_help=True)
-
-
-def _require_api() -> str:
-    """The Prefect server's API URL; without one, Prefect would start a throwaway server that nothing
-    else can see, so refuse with the fix."""
-    prefect_defaults()
-    from prefect.settings import get_current_settings
-
-    url = get_current_settings().api.url
-    if not url:
-        typer.echo(
-            "No Prefect server configured: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) or "
-            "`prefect config set PREFECT_API_URL=...`.",
-            err=True,
-        )
-        raise typer.Exit(2)
-    return url
 
 
 def serve(
@@ -67,7 +50,7 @@ def serve(
     except PlanError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    _require_api()
+    require_api()
     from vbs_backup.deployments.serve import serve_catalog
 
     try:
@@ -138,7 +121,7 @@ def register(
     except ConfigError as exc:
         typer.echo(f"not saved: {exc}", err=True)
         raise typer.Exit(2) from None
-    _require_api()
+    require_api()
     from vbs_backup.deployments.blocks import block_from_settings
 
     block = block_from_settings(settings, auth=auth)
@@ -287,7 +270,7 @@ def alerts_setup(
             "--lost-after-minutes must be 0 (off) or at least 10 seconds (Prefect's minimum)", err=True
         )
         raise typer.Exit(2)
-    _require_api()
+    require_api()
     from vbs_backup.deployments.alerts import NIGHTLY_DEPLOYMENT, Notifier, duration_text, setup_alerts
 
     targets = {Notifier(kind): url for kind, url in given.items() if url}

@@ -29,6 +29,23 @@ def prefect_defaults() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
+def require_api() -> str:
+    """The Prefect server's API URL; without one, Prefect would start a throwaway server that nothing
+    else can see, so refuse with the fix."""
+    prefect_defaults()
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        typer.echo(
+            "No Prefect server configured: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) or "
+            "`prefect config set PREFECT_API_URL=...`.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return url
+
+
 def final_state(deployment: str, **parameters: Any) -> State:
     """Run the flow of the catalog's deployment `deployment` once, in this process (against the configured
     Prefect server, else an ephemeral one), and return its final state."""
