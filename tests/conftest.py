@@ -152,7 +152,10 @@ class EmulatorHandle:
         return response.headers["X-Subject-Token"]
 
 
-def _handle(url: str, state: CloudState, project: dict[str, Any], client: httpx.Client) -> EmulatorHandle:
+def emulator_handle(
+    url: str, state: CloudState, project: dict[str, Any], client: httpx.Client
+) -> EmulatorHandle:
+    """A handle on one project of a running emulator (its first access key and IAM user)."""
     key, user = project["access_keys"][0], project["users"][0]
     return EmulatorHandle(
         client=client,
@@ -191,14 +194,16 @@ def emulator(emulator_server: EmulatorServer, fleet_path: Path) -> Iterator[Emul
     fleet["settings"] = {"job_mode": "polls"}
     with httpx.Client(base_url=emulator_server.url, timeout=10) as client:
         client.post("/_emulator/reset", json=fleet).raise_for_status()
-        yield _handle(emulator_server.url, emulator_server.app.state.cloud, fleet["projects"][0], client)
+        yield emulator_handle(
+            emulator_server.url, emulator_server.app.state.cloud, fleet["projects"][0], client
+        )
 
 
 @pytest.fixture
 def other_project(emulator: EmulatorHandle) -> EmulatorHandle:
     response = emulator.control("POST", "/fleet", json={"region": "eu-west-0", "projects": [OTHER_PROJECT]})
     response.raise_for_status()
-    return _handle(emulator.url, emulator.state, OTHER_PROJECT, emulator.client)
+    return emulator_handle(emulator.url, emulator.state, OTHER_PROJECT, emulator.client)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.conftest import EmulatorHandle
+from tests.conftest import EmulatorHandle, emulator_handle
 from vbs_backup.emulator.app import create_app
 from vbs_backup.emulator.clock import ManualClock
 from vbs_backup.emulator.server import EmulatorServer
@@ -74,20 +74,7 @@ def accounts_server() -> Iterator[Accounts]:
     app = create_app(state, fleet=FLEET, wall_clock=lambda: wall[0], monotonic=lambda: monotonic[0])
     with EmulatorServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as client:
         assert server.url is not None
-        handles = {}
-        for spec in FLEET["projects"]:
-            key, user = spec["access_keys"][0], spec["users"][0]
-            handles[spec["id"]] = EmulatorHandle(
-                url=server.url,
-                state=state,
-                project_id=spec["id"],
-                ak=key["ak"],
-                sk=key["sk"],
-                username=user["name"],
-                password=user["password"],
-                domain=user["domain"],
-                client=client,
-            )
+        handles = {spec["id"]: emulator_handle(server.url, state, spec, client) for spec in FLEET["projects"]}
         yield Accounts(state, client, handles, wall, monotonic)
 
 

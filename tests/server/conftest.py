@@ -154,15 +154,19 @@ class PrefectServer:
         response.raise_for_status()
         return response.json()
 
-    def create_flow_run(self, deployment_id: str, body: dict[str, Any]) -> httpx.Response:
-        """POST /deployments/{id}/create_flow_run, as the UI does, and the server's answer to it."""
+    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        """POST `body` to the API, again while the server answers 503: SQLite on a busy server says
+        "database is locked", and Prefect's own client (and the UI) retry."""
         for _ in range(40):
-            response = self.api.post(f"/deployments/{deployment_id}/create_flow_run", json=body)
-            # SQLite on a busy server answers 503 ("database is locked"); Prefect's own client retries.
+            response = self.api.post(path, json=body)
             if response.status_code != 503:
                 break
             time.sleep(0.5)
         return response
+
+    def create_flow_run(self, deployment_id: str, body: dict[str, Any]) -> httpx.Response:
+        """POST /deployments/{id}/create_flow_run, as the UI does, and the server's answer to it."""
+        return self.post(f"/deployments/{deployment_id}/create_flow_run", body)
 
     def flow_run(self, flow_run_id: str) -> dict[str, Any]:
         response = self.api.get(f"/flow_runs/{flow_run_id}")

@@ -20,7 +20,12 @@ from types import SimpleNamespace
 import pytest
 from prefect.settings import PREFECT_UI_URL, temporary_settings
 
-from vbs_backup.deployments.alerts import AUTOMATION_NAME, FAILURE_EVENTS, NIGHTLY_AUTOMATION_NAME
+from vbs_backup.deployments.alerts import (
+    AUTOMATION_NAME,
+    FAILURE_EVENTS,
+    LOST_AUTOMATION_NAME,
+    NIGHTLY_AUTOMATION_NAME,
+)
 from vbs_backup.deployments.catalog import ALL_DEPLOYMENTS
 from vbs_backup.flows.hooks import email_on_failure
 
@@ -66,7 +71,7 @@ def flow_run_logs(prefect_server, flow_run_id: str) -> list[str]:
 def alerts(prefect_server, webhook):
     """Alerts set up twice on a server without them (other modules may have set some up), as an operator
     re-running the command would."""
-    delete_automations(prefect_server, AUTOMATION_NAME, NIGHTLY_AUTOMATION_NAME)
+    delete_automations(prefect_server, AUTOMATION_NAME, NIGHTLY_AUTOMATION_NAME, LOST_AUTOMATION_NAME)
     url = f"{webhook.url}/hooks/{TOKEN}"
     first, second = alerts_setup(prefect_server, url), alerts_setup(prefect_server, url)
     for result in (first, second):
@@ -77,8 +82,8 @@ def alerts(prefect_server, webhook):
 @pytest.mark.server
 def test_alerts_setup_is_idempotent_and_keeps_the_webhook_url_secret(prefect_server, alerts):
     first, second = alerts
-    assert first.stdout.count("automation created") == 2, first.stdout
-    assert second.stdout.count("automation unchanged") == 2, second.stdout  # a window is not restarted
+    assert first.stdout.count("automation created") == 3, first.stdout
+    assert second.stdout.count("automation unchanged") == 3, second.stdout  # a window is not restarted
     assert all(TOKEN not in r.stdout + r.stderr for r in alerts)
 
     [automation] = automations_named(prefect_server, AUTOMATION_NAME)
@@ -109,6 +114,19 @@ def test_alerts_setup_is_idempotent_and_keeps_the_webhook_url_secret(prefect_ser
     assert [a["block_document_id"] for a in nightly["actions"]] == [
         a["block_document_id"] for a in automation["actions"]
     ]
+
+    # A run of the product whose heartbeats stop (its worker died) is marked Crashed, one window per run;
+    # the Crashed state is what pages (the first automation). Fired for real in test_estate_pool.py.
+    [lost] = automations_named(prefect_server, LOST_AUTOMATION_NAME)
+    trigger = lost["trigger"]
+    assert trigger["posture"] == "Proactive" and trigger["for_each"] == ["prefect.resource.id"]
+    assert trigger["after"] == ["prefect.flow-run.heartbeat"]
+    assert {"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Crashed"} <= set(
+        trigger["expect"]
+    )
+    assert trigger["match_related"] == automation["trigger"]["match_related"]  # the product's tag
+    assert timedelta(seconds=trigger["within"]) == timedelta(minutes=10)
+    assert [(a["type"], a["state"]) for a in lost["actions"]] == [("change-flow-run-state", "CRASHED")]
 
 
 @pytest.mark.server

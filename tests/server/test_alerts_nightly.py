@@ -127,9 +127,9 @@ def test_an_input_error_pages_nobody_while_a_failed_run_does(
     def ended(name: str, state_name: str) -> dict:
         # A run of the deployment (its parameters do not matter here), Pending: the served runner only
         # picks Scheduled runs, so this run is ours alone.
-        run = prefect_server.api.post(
+        run = prefect_server.post(
             "/flow_runs/",
-            json={
+            {
                 "name": name,
                 "flow_id": deployment["flow_id"],
                 "deployment_id": deployment["id"],
@@ -138,8 +138,8 @@ def test_an_input_error_pages_nobody_while_a_failed_run_does(
         )
         run.raise_for_status()
         state = {"type": "FAILED", "name": state_name, "message": f"server 'db-0l' not found ({state_name})"}
-        answer = prefect_server.api.post(
-            f"/flow_runs/{run.json()['id']}/set_state", json={"state": state, "force": True}
+        answer = prefect_server.post(
+            f"/flow_runs/{run.json()['id']}/set_state", {"state": state, "force": True}
         )
         answer.raise_for_status()
         assert answer.json()["status"] == "ACCEPT"

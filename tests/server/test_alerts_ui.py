@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from vbs_backup.deployments.alerts import AUTOMATION_NAME, NIGHTLY_AUTOMATION_NAME
+from vbs_backup.deployments.alerts import AUTOMATION_NAME, LOST_AUTOMATION_NAME, NIGHTLY_AUTOMATION_NAME
 
 from .conftest import ARTIFACTS
 from .test_alerts import alerts_setup, automations_named, delete_automations
@@ -17,18 +17,21 @@ pytestmark = pytest.mark.server
 
 @pytest.fixture
 def set_up(prefect_server, webhook):
-    delete_automations(prefect_server, AUTOMATION_NAME, NIGHTLY_AUTOMATION_NAME)
+    delete_automations(prefect_server, AUTOMATION_NAME, NIGHTLY_AUTOMATION_NAME, LOST_AUTOMATION_NAME)
     result = alerts_setup(prefect_server, f"{webhook.url}/ui")
     assert result.returncode == 0, result.stderr
     yield
-    delete_automations(prefect_server, AUTOMATION_NAME, NIGHTLY_AUTOMATION_NAME)
+    delete_automations(prefect_server, AUTOMATION_NAME, NIGHTLY_AUTOMATION_NAME, LOST_AUTOMATION_NAME)
 
 
 def test_the_automations_page_says_what_each_alert_watches_and_where_it_sends(prefect_server, set_up, page):
     ARTIFACTS.mkdir(exist_ok=True)
     page.goto(f"{prefect_server.ui_url}/automations")
-    failures = page.locator(".automation-card").filter(has_text=AUTOMATION_NAME)
-    nightly = page.locator(".automation-card").filter(has_text=NIGHTLY_AUTOMATION_NAME)
+    cards = page.locator(".automation-card")
+    # The lost-runs card names the failed-runs automation in its description (what pages after it).
+    failures = cards.filter(has_text=AUTOMATION_NAME).filter(has_not_text=LOST_AUTOMATION_NAME)
+    nightly = cards.filter(has_text=NIGHTLY_AUTOMATION_NAME)
+    lost = cards.filter(has_text=LOST_AUTOMATION_NAME)
     try:
         failures.get_by_text("When any flow run").wait_for()
         nightly.get_by_text("A custom trigger").wait_for()
@@ -49,6 +52,10 @@ def test_the_automations_page_says_what_each_alert_watches_and_where_it_sends(pr
     text = nightly.inner_text()
     assert "no run of the deployment nightly-backup has ended Completed for 26 h" in text
     assert "`vbs-backup serve`" in text and "webhook (127.0.0.1)" in text
+    # Prefect's card reads the heartbeat trigger as "... stays in heartbeat for 10 minutes"; the
+    # description says what it does.
+    text = " ".join(lost.inner_text().split())
+    assert "Marks Crashed a run of a deployment tagged vbs-backup that sent no heartbeat for 10 min" in text
 
     # The detail page too, for the record.
     [automation] = automations_named(prefect_server, AUTOMATION_NAME)
