@@ -143,7 +143,7 @@ def render(estate: str, results: Sequence[TargetResult], *, now: datetime) -> st
     ]
     for r in sorted(results, key=lambda r: (r.ok, r.target)):
         d = r.disks
-        never = f" ({d.never} never)" if d.never else ""
+        never = f" ({d.never} never)" if d.never and d.oldest_good is not None else ""
         lines.append(
             f"| {OK_MARK if r.ok else FAILED_MARK} | {r.target} | {r.state} | {d.protected} of {d.total} "
             f"| {d.failed} | {_age(d.oldest_good, now)}{never} | {r.flow_run_id or ''} |"

@@ -85,11 +85,13 @@ def test_the_verdict_names_each_failed_target_and_the_page_lists_every_one():
         "r2",
         TargetDisks(1, 3, NIGHT - timedelta(days=2), 3),
     )
-    late = TargetResult("gamma", "TimedOut", False, "not finished after 360 min: cancelled", "r3")
+    late = TargetResult(
+        "gamma", "TimedOut", False, "not finished after 360 min: cancelled", "r3", TargetDisks(0, 2, None, 2)
+    )
     results = [ok, crashed, late]
 
     line = estate_line("acme", results)
-    assert line.startswith("estate acme: 1 of 3 targets ok, 5 of 8 disks protected; failed: ")
+    assert line.startswith("estate acme: 1 of 3 targets ok, 5 of 10 disks protected; failed: ")
     assert "beta Crashed: no heartbeat for 10 min" in line and "gamma TimedOut: not finished" in line
     assert estate_line("acme", [ok]) == "estate acme: 1 of 1 targets ok, 4 of 4 disks protected"
 
@@ -98,6 +100,7 @@ def test_the_verdict_names_each_failed_target_and_the_page_lists_every_one():
     assert "- **beta** Crashed: no heartbeat for 10 min" in page
     assert "| ❌ | beta | Crashed | 1 of 4 | 3 | 2026-11-28 02:00 UTC (49 h ago) (3 never) | r2 |" in page
     assert "| ✅ | alpha | Completed | 4 of 4 | 0 | 2026-11-30 02:00 UTC (1 h ago) | r1 |" in page
+    assert "| ❌ | gamma | TimedOut | 0 of 2 | 2 | never | r3 |" in page
     # Failures first in the table, as in the list.
     assert page.index("| beta |") < page.index("| alpha |")
     assert render("acme", [ok], now=NIGHT).startswith("# ✅ Estate acme: 1 of 1 targets ok")

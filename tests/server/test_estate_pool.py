@@ -272,6 +272,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
             database_url=prefect_url,
             home=files / "prefect-home",
             log_path=logs / "prefect.log",
+            ui=True,  # an operator looks at the failed night (look_at_the_night)
         ) as server:
             env = clean_env(**server.client_env, PREFECT_HOME=str(files / "client-home"))
             cli = vbs_backup_command()
