@@ -62,7 +62,7 @@ def limits(
     A re-run with the same numbers changes nothing. Exit 2 on an invalid estate or without a server.
 
     The workers calling an account then send at most BURST + RATE * T requests in any T seconds, together.
-    Prefect hands out somewhat less than RATE (about 80 % with the default burst, 62 % with a burst of 1)."""
+    Prefect hands out less than RATE: 60-80 % with the default burst (bench/README.md), 62 % with 1."""
     estate = _load(estate_file)
     if not rate > 0:
         typer.echo("--rate must be a positive number of requests per second", err=True)
