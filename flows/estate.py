@@ -26,7 +26,7 @@ from typing import Annotated
 
 from prefect import flow, get_client, get_run_logger, runtime
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun
 from prefect.deployments.flow_runs import arun_deployment
 from prefect.states import Cancelling, Completed, Failed, State
 from pydantic import Field
@@ -51,7 +51,6 @@ __all__ = ["TARGET_DEPLOYMENT", "estate_nightly", "estate_target"]
 TARGET_DEPLOYMENT = "estate-target/estate-target"
 SUMMARY_KEY = "estate-summary"
 POLL_SECONDS = 5.0  # how often the parent reads its children's states
-_FINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 
 
 def _artifact_prefix(target: Target, plan_name: str) -> str:
@@ -235,7 +234,7 @@ async def _wait(started: dict[str, FlowRun], timeout: float) -> tuple[dict[str, 
 
 
 def _final(run: FlowRun) -> bool:
-    return run.state is not None and run.state.type in _FINAL
+    return run.state is not None and run.state.is_final()
 
 
 def _state_name(run: FlowRun) -> str:

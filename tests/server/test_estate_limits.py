@@ -29,6 +29,7 @@ import httpx
 import pytest
 import yaml
 
+from bench.estate_fleet import busiest_window
 from bench.prefect_server import (
     DEFAULT_ADMIN_URL,
     PrefectServer,
@@ -350,24 +351,13 @@ def start_worker(where: Path, index: int, api_url: str) -> subprocess.Popen[str]
     )
 
 
-def requests_per_window(times: list[float], seconds: float) -> int:
-    """The most requests in any window [t, t + seconds] (one that starts at a request is the worst)."""
-    times = sorted(times)
-    most, end = 0, 0
-    for start, at in enumerate(times):
-        while end < len(times) and times[end] <= at + seconds:
-            end += 1
-        most = max(most, end - start)
-    return most
-
-
 def envelope_excess(times: list[float]) -> dict[float, int]:
     """For each window length T: how many requests beyond the token bucket's envelope, burst + rate * T,
     plus one (0 when within it). The one: the server grants slots in its database's time, the emulator logs
     arrivals a little later (the answer's way back, the worker's event loop, the socket), and not all equally
     late; as long as those delays differ by less than one slot's time (1 / rate = 250 ms) a window of
     arrivals holds the grants of at most T + 1 / rate seconds."""
-    return {t: max(0, requests_per_window(times, t) - int(BURST + RATE * t + 1)) for t in WINDOWS}
+    return {t: max(0, busiest_window(times, t) - int(BURST + RATE * t + 1)) for t in WINDOWS}
 
 
 @pytest.fixture(scope="module")
@@ -409,9 +399,7 @@ def test_two_workers_with_the_account_budget_stay_within_its_rate_together(stack
         assert result["acquired"] - 4 <= sent <= result["acquired"], (result, sent)
     # ... and in no window did the account get more than the bucket allows.
     times = [r["at"] for r in budgeted]
-    assert envelope_excess(times) == dict.fromkeys(WINDOWS, 0), {
-        t: requests_per_window(times, t) for t in WINDOWS
-    }
+    assert envelope_excess(times) == dict.fromkeys(WINDOWS, 0), {t: busiest_window(times, t) for t in WINDOWS}
     # Not starved either: Prefect hands out 60-80 % of the rate (tasks/budget.py); at least 40 % here.
     span = max(times) - min(times)
     assert len(times) >= 0.4 * RATE * span, (len(times), span)

@@ -34,6 +34,7 @@ import psycopg
 import pytest
 import yaml
 
+from bench.estate_fleet import busiest_window
 from bench.prefect_server import (
     DEFAULT_ADMIN_URL,
     POOL_SETTINGS,
@@ -354,17 +355,6 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
         drop_database(DEFAULT_ADMIN_URL, name=ledger_db)
 
 
-def _busiest_window(times: list[float], span: float) -> int:
-    """The most requests that arrived within any `span` seconds."""
-    times = sorted(times)
-    most, start = 0, 0
-    for end, at in enumerate(times):
-        while at - times[start] > span:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
-
-
 def test_an_estate_night_spreads_over_both_workers_within_each_account_budget(pool: Estate):
     pool.control("POST", "settings", {"job_base_seconds": 60})  # a minute (virtual): 0.1 s
     pool.control("DELETE", "requests")
@@ -396,7 +386,7 @@ def test_an_estate_night_spreads_over_both_workers_within_each_account_budget(po
             per_account[entry["account"]].append(entry["at"])
     assert len(per_account["acme"]) > 4 * BURST  # enough traffic for the check to mean something
     for span in (1.0, 2.0, 5.0):
-        assert _busiest_window(per_account["acme"], span) <= BURST + RATE * span + 1, span
+        assert busiest_window(per_account["acme"], span) <= BURST + RATE * span + 1, span
     # ...and it was busy: the shared budget, not idleness, kept it there.
     seconds = max(per_account["acme"]) - min(per_account["acme"])
     assert len(per_account["acme"]) / seconds > RATE / 3
